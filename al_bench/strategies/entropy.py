@@ -1,0 +1,21 @@
+"""Maximum predictive entropy (Shannon 1948; in AL: Settles 2009, "Active Learning Literature
+Survey"; as a deep-AL baseline in Yoo & Kweon 2019, arXiv:1905.03677)."""
+
+from __future__ import annotations
+
+import torch
+
+from al_bench.strategies.base import ScoreStrategy
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """H(p) = -sum p log p per row, with 0 log 0 = 0."""
+    p = probs.double()
+    return -(p * torch.log(p.clamp_min(1e-30))).sum(dim=1)
+
+
+class Entropy(ScoreStrategy):
+    """The candidates whose predicted class distribution is flattest."""
+
+    def score(self, preds):
+        return entropy(preds["probs"])

@@ -1,0 +1,14 @@
+"""Margin sampling (Scheffer, Decomain & Wrobel 2001; Settles 2009)."""
+
+from __future__ import annotations
+
+from al_bench.strategies.base import ScoreStrategy
+
+
+class Margin(ScoreStrategy):
+    """The candidates with the smallest gap between the two most probable classes:
+    score = -(p_top1 - p_top2)."""
+
+    def score(self, preds):
+        top2 = preds["probs"].double().topk(2, dim=1).values
+        return -(top2[:, 0] - top2[:, 1])
