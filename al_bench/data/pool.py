@@ -71,7 +71,7 @@ def make_pool(
     train_y = np.asarray(train_y, dtype=np.int64)
     test_y = np.asarray(test_y, dtype=np.int64)
     if num_classes is None:
-        num_classes = int(max(train_y.max(), test_y.max())) + 1
+        num_classes = len(classes) if len(classes) else int(max(train_y.max(), test_y.max())) + 1
     pixels = train_x.reshape(-1, train_x.shape[-1]).astype(np.float64) / 255.0
     mean = tuple(float(v) for v in pixels.mean(0))
     std = tuple(float(max(v, 1e-3)) for v in pixels.std(0))

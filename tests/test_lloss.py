@@ -1,0 +1,167 @@
+"""Learning loss (Yoo & Kweon 2019): answers computed by hand."""
+
+import numpy as np
+import pytest
+import torch
+
+from al_bench.models.resnet import ResNet18
+from al_bench.models.small_cnn import SmallCNN
+from al_bench.strategies.base import SelectionContext
+from al_bench.strategies.lloss import LearningLoss, make_pairs, ranking_accuracy, ranking_loss
+from al_bench.train import lr_at_epoch
+from conftest import make_cfg
+
+
+def test_ranking_loss_of_a_hand_computed_batch():
+    pred = torch.tensor([0.5, 0.2, 0.1, 0.9])
+    true = torch.tensor([2.0, 1.0, 3.0, 0.0])
+    # halves: pairs (0,2), (1,3).
+    # (0,2): l0 < l2 -> A = -1 -> max(0, +(0.5 - 0.1) + 1) = 1.4
+    # (1,3): l1 > l3 -> A = +1 -> max(0, -(0.2 - 0.9) + 1) = 1.7
+    assert ranking_loss(pred, true, margin=1.0, pairing="halves").item() == pytest.approx((1.4 + 1.7) / 2)
+    # mirror: pairs (0,3), (1,2).
+    # (0,3): l0 > l3 -> A = +1 -> max(0, -(0.5 - 0.9) + 1) = 1.4
+    # (1,2): l1 < l2 -> A = -1 -> max(0, (0.2 - 0.1) + 1) = 1.1
+    assert ranking_loss(pred, true, margin=1.0, pairing="mirror").item() == pytest.approx((1.4 + 1.1) / 2)
+    # margin 0 and a perfectly ordered, well separated prediction: no loss
+    assert ranking_loss(true * 10, true, margin=0.0).item() == 0.0
+
+
+def test_ranking_loss_counts_ties_as_minus_one_and_treats_true_loss_as_constant():
+    pred = torch.tensor([0.3, 0.0], requires_grad=True)
+    true = torch.tensor([1.0, 1.0], requires_grad=True)
+    loss = ranking_loss(pred, true, margin=1.0)
+    # tie -> A = -1 -> max(0, (0.3 - 0.0) + 1) = 1.3
+    assert loss.item() == pytest.approx(1.3)
+    loss.backward()
+    assert true.grad is None and pred.grad.tolist() == [1.0, -1.0]
+
+
+def test_odd_batch_behaviour_is_defined():
+    assert [t.tolist() for t in make_pairs(5, "halves", "drop_last")] == [[0, 1], [2, 3]]  # sample 4 left out
+    assert [t.tolist() for t in make_pairs(5, "mirror", "drop_last")] == [[0, 1], [4, 3]]  # middle sample 2 left out
+    with pytest.raises(ValueError, match="odd batch"):
+        make_pairs(5, "mirror", "error")
+    pred, true = torch.tensor([0.0, 0.0, 0.0, 0.0, 50.0]), torch.tensor([1.0, 2.0, 3.0, 4.0, 0.0])
+    # the last sample (a huge wrong prediction) is ignored: pairs (0,2), (1,3), both A = -1 -> 1 each
+    assert ranking_loss(pred, true, 1.0, "halves", "drop_last").item() == pytest.approx(1.0)
+
+
+def test_ranking_accuracy_counts_ordered_pairs():
+    true = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert ranking_accuracy(true.clone(), true) == 1.0
+    assert ranking_accuracy(-true, true) == 0.0
+    # one of the six pairs, (1, 2), is swapped
+    assert ranking_accuracy(torch.tensor([1.0, 3.0, 2.0, 4.0]), true) == pytest.approx(5 / 6)
+    # tied scores count one half; pairs with tied true losses are left out
+    assert ranking_accuracy(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 2.0])) == 0.5
+    assert ranking_accuracy(torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, 2.0])) == 1.0
+    # chunking does not change the answer
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(300, generator=g), torch.randn(300, generator=g)
+    assert ranking_accuracy(s, t, chunk=7) == pytest.approx(ranking_accuracy(s, t, chunk=1000))
+
+
+def _grads_after_lpl_loss(detach_epoch, rule, epoch):
+    torch.manual_seed(0)
+    model = SmallCNN(num_classes=3, in_channels=3, width=8)
+    strategy = LearningLoss(detach_epoch=detach_epoch, detach_rule=rule, feature_dim=8)
+    hooks = strategy.train_hooks()
+    hooks.start_cycle(model, warm_start=False)
+    out = model(torch.randn(8, 3, 8, 8))
+    target = torch.nn.functional.cross_entropy(out.logits, torch.arange(8) % 3, reduction="none")
+    hooks.loss(out, target, epoch).backward()  # the loss-prediction loss alone
+    backbone = sum(p.grad.abs().sum().item() for p in model.parameters() if p.grad is not None)
+    module = sum(p.grad.abs().sum().item() for p in hooks.module.parameters() if p.grad is not None)
+    return backbone, module
+
+
+def test_lpl_gradient_reaches_the_backbone_before_the_detach_epoch_and_is_zero_after():
+    before, module_before = _grads_after_lpl_loss(120, "ge", 119)
+    after, module_after = _grads_after_lpl_loss(120, "ge", 120)
+    assert before > 0 and module_before > 0
+    assert after == 0.0 and module_after > 0  # the module keeps learning from detached features
+    # the public code's rule `epoch > 120`: epoch 120 is still joint, 121 is not
+    assert _grads_after_lpl_loss(120, "gt", 120)[0] > 0
+    assert _grads_after_lpl_loss(120, "gt", 121)[0] == 0.0
+
+
+def test_scheduler_settings_give_160_40_and_159_41_epochs():
+    paper = [lr_at_epoch(e, 0.1, [160], 0.1, "epoch_end") for e in range(200)]
+    public = [lr_at_epoch(e, 0.1, [160], 0.1, "epoch_start") for e in range(200)]
+    assert paper == [0.1] * 160 + [pytest.approx(0.01)] * 40
+    assert public == [0.1] * 159 + [pytest.approx(0.01)] * 41
+
+
+def test_scheduler_matches_torch_multisteplr_stepped_after_each_epoch():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[3, 5], gamma=0.1)
+    seen = []
+    for epoch in range(7):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([lr_at_epoch(e, 0.1, [3, 5], 0.1, "epoch_end") for e in range(7)])
+
+
+def test_selection_takes_the_highest_predicted_losses():
+    pred_loss = torch.tensor([0.3, 2.0, -1.0, 0.9, 1.5])
+
+    def predictor(indices, mc_samples=0):
+        return {"pred_loss": pred_loss[torch.as_tensor(indices)]}
+
+    ctx = SelectionContext(model=None, pool=None, labeled=np.array([]), rng=np.random.default_rng(0),
+                           device=torch.device("cpu"), predictor=predictor)
+    assert LearningLoss().select(ctx, np.arange(5), 2).tolist() == [1, 4]
+    assert LearningLoss().select(ctx, np.array([0, 2, 3]), 1).tolist() == [3]
+
+
+def test_module_takes_channels_from_the_model_and_any_input_size():
+    model = ResNet18(num_classes=10, width=8)
+    hooks = LearningLoss().train_hooks()
+    hooks.start_cycle(model, warm_start=False)
+    for size in (32, 48):
+        out = model(torch.randn(4, 3, size, size))
+        assert hooks.outputs(out)["pred_loss"].shape == (4,)
+    assert [fc.in_features for fc in hooks.module.branches] == [8, 16, 32, 64]
+
+
+def test_paper_preset_equals_the_papers_numbers():
+    cfg = make_cfg(["experiment=ll4al_cifar10"])
+    assert (cfg.dataset.name, cfg.model.name, cfg.strategy.name) == ("cifar10", "resnet18", "lloss")
+    assert cfg.model.width == 64
+    assert (cfg.budget.initial, cfg.budget.step, cfg.budget.cycles, cfg.budget.subset) == (1000, 1000, 10, 10000)
+    t = cfg.trainer
+    assert t.epochs == 200 and t.batch_size == 128 and t.lr == 0.1 and t.momentum == 0.9
+    assert t.weight_decay == 5e-4 and list(t.milestones) == [160] and t.gamma == 0.1
+    assert t.sched_step == "epoch_end" and t.warm_start is False
+    assert t.augment and t.crop_padding == 4 and t.flip
+    s = cfg.strategy
+    assert s.margin == 1.0 and s.weight == 1.0 and s.detach_epoch == 120 and s.detach_rule == "ge"
+    assert s.feature_dim == 128 and s.optimizer is None and s.scheduler is True
+
+
+def test_reference_impl_preset_sets_the_public_codes_choices():
+    cfg = make_cfg(["experiment=ll4al_reference_impl"])
+    assert cfg.trainer.warm_start is True and cfg.trainer.sched_step == "epoch_start"
+    assert cfg.strategy.detach_rule == "gt" and cfg.strategy.pairing == "mirror" and cfg.strategy.odd_batch == "error"
+    assert cfg.trainer.epochs == 200 and cfg.budget.subset == 10000
+
+
+def test_cpu_preset_keeps_the_fractions_of_training():
+    cfg = make_cfg(["experiment=ll4al_cifar10_cpu"])
+    epochs = cfg.trainer.epochs
+    assert cfg.trainer.milestones[0] == round(epochs * 160 / 200)
+    assert cfg.strategy.detach_epoch == round(epochs * 120 / 200)
+    assert cfg.budget.subset >= cfg.budget.step
+
+
+def test_lloss_run_records_ranking_accuracies(tmp_path):
+    from al_bench.loop import run_al
+    from conftest import SMOKE, read_metrics
+
+    cfg = make_cfg(SMOKE + ["strategy=lloss", "strategy.detach_epoch=1"])
+    metrics = run_al(cfg, tmp_path)
+    assert len(metrics) == 2 and metrics == read_metrics(tmp_path)
+    for m in metrics:
+        assert 0.0 <= m["lpl_rank_acc"] <= 1.0 and 0.0 <= m["entropy_rank_acc"] <= 1.0
