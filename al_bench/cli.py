@@ -1,69 +1,228 @@
-"""The `al-bench` command: the only Hydra entry point. Everything below takes plain values."""
+"""The `al-bench` command: the only Hydra entry point. Everything below takes plain values.
+
+Errors reach the user as one line on stderr, `al-bench: error: ...`: exit code 2 for bad input
+(a config that does not compose, an unknown key, a missing dataset, an unwritable, foreign or
+corrupt run directory), 1 for a run that failed (its run directory holds FAILED with the
+traceback, and al-bench.log and the console have it too) or a sweep in which a job failed (the
+other jobs still ran). With HYDRA_FULL_ERROR=1, errors raised by Hydra itself keep their full
+stack traces.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
-import traceback
+import zlib
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from al_bench import ConfigError
 
 log = logging.getLogger("al_bench")
 
 
-def _fail(out_dir: Path, exc: BaseException) -> None:
-    from al_bench.io import atomic_write_text
+def _render(value) -> str:
+    """A parsed override value written the same way whichever way it was typed (`False`, `false`)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_render(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_render(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
-    try:
-        atomic_write_text(out_dir / "FAILED", "".join(traceback.format_exception(exc)))
-    except OSError:
-        pass
+
+def knob_dir(overrides, exclude_keys) -> str:
+    """The knobs set on the command line, other than `exclude_keys` (dataset, model, strategy,
+    seed...), as one directory level with its trailing slash, e.g. `trainer.warm_start=true/`; or
+    nothing, so run directories never contain `//`.
+
+    Used in conf/config.yaml as
+    `${al_bench.knob_dir:${hydra.overrides.task},${hydra.job.config.override_dirname.exclude_keys}}`.
+    Unlike Hydra's override_dirname, values are parsed and written in one form: a multirun passes
+    `trainer.warm_start=False` to its jobs for the `false` typed by the user, and a single run and
+    a sweep of the same config must land in the same directory.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    exclude = set(exclude_keys)
+    knobs = {}
+    for override in OverridesParser.create().parse_overrides([str(o) for o in overrides]):
+        key = override.key_or_group
+        if key in exclude or key.startswith("hydra.") or key.startswith("hydra/"):
+            continue
+        knobs[key] = f"~{key}" if override.is_delete() else f"{key}={_render(override.value())}"
+    if not knobs:
+        return ""
+    level = ",".join(sorted(knobs.values())).replace("/", "_")
+    if len(level) > _MAX_LEVEL:  # file systems refuse names over 255 bytes; run.json has every knob
+        level = f"{level[:_MAX_LEVEL - 9]}~{zlib.crc32(level.encode()):08x}"
+    return level + "/"
 
 
-@hydra.main(version_base="1.3", config_path="pkg://al_bench.conf", config_name="config")
-def app(cfg: DictConfig) -> None:
+_MAX_LEVEL = 200
+
+# Registered at import: Hydra resolves the run directory in every process that runs a job (this
+# one, joblib workers, submitit jobs), and all of them import this module to find `run_task`.
+OmegaConf.register_new_resolver("al_bench.knob_dir", knob_dir, replace=True)
+
+
+def run_task(cfg: DictConfig) -> None:
+    """One run: the Hydra task function (a plain module-level function, so launchers pickle it by
+    reference)."""
     from al_bench import loop  # heavy imports (torch) after Hydra handled --help and bad overrides
 
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode.name == "MULTIRUN"
+    # hydra.output_subdir is null: Hydra would write .hydra/ before the task starts, even into the
+    # directory of another config's run; the loop writes these once the directory is this run's.
+    config_files = {
+        ".hydra/config.yaml": OmegaConf.to_yaml(cfg),
+        ".hydra/hydra.yaml": OmegaConf.to_yaml(HydraConfig.instance().cfg),
+        ".hydra/overrides.yaml": OmegaConf.to_yaml(hydra_cfg.overrides.task),
+    }
     try:
-        loop.run_al(cfg, out_dir)
+        loop.run_al(cfg, out_dir, config_files=config_files)
     except ConfigError as exc:
-        loop.remove_if_unstarted(out_dir)
-        log.error("%s", exc)
-        if HydraConfig.get().mode.name == "RUN":
-            print(f"al-bench: error: {exc}", file=sys.stderr)
+        # Printed, not logged: the run directory may be another run's, whose log stays untouched.
+        loop.remove_if_unstarted(out_dir, stop_at=Path(str(cfg.out_root)))
+        print(f"al-bench: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        if not multirun:
             sys.exit(2)
         raise
-    except BaseException as exc:
-        log.exception("run failed: %s", out_dir)
-        if (out_dir / "run.json").exists():
-            _fail(out_dir, exc)
+    except Exception as exc:
+        log.exception("run failed: %s: %s", type(exc).__name__, exc)
+        if not multirun:
+            where = out_dir / "FAILED" if (out_dir / "FAILED").exists() else "the log above"
+            print(f"al-bench: error: {_one_line(exc)} (traceback in {where})", file=sys.stderr)
+            sys.exit(1)
         raise
     log.info("run directory: %s", out_dir)
+
+
+app = hydra.main(version_base="1.3", config_path="pkg://al_bench.conf", config_name="config")(run_task)
+
+_sweep_dir: Path | None = None  # set once a multirun has started (in this process)
+
+
+def _report(sweep_dir: Path) -> None:
+    """Print the report of a sweep and write its files; a reporter problem never fails the sweep."""
+    print(f"\nsweep directory: {sweep_dir.resolve()}")
+    try:
+        from al_bench.report.cli import main as report
+
+        report([str(sweep_dir)])
+    except Exception as exc:  # noqa: BLE001  the runs are done and safe; say how to report them
+        log.warning("could not report the sweep (%s); run: al-bench-report %s", _one_line(exc), sweep_dir)
 
 
 class ReportAtEnd(Callback):
     """Hydra callback: after a multirun, report the sweep (table printed, files written)."""
 
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        global _sweep_dir
+        _sweep_dir = Path(str(config.hydra.sweep.dir))
+
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from al_bench.report.cli import main as report
-
-        sweep_dir = Path(config.hydra.sweep.dir)
-        print(f"\nsweep directory: {sweep_dir.resolve()}")
-        report([str(sweep_dir)])
+        _report(Path(str(config.hydra.sweep.dir)))
 
 
-def main() -> None:
-    # Hydra prints a bad config-override error with a full traceback unless HYDRA_FULL_ERROR is
-    # unset; it already prints one line then. We keep Hydra's behaviour for those.
-    app()
+def _one_line(exc: BaseException) -> str:
+    """An exception as one readable line."""
+    if isinstance(exc, MissingConfigException) and exc.options:
+        # "In 'config': Could not find 'dataset/nope'" + a list of options and search paths
+        first = str(exc).strip().splitlines()[0].replace("In 'config': ", "")
+        return f"{first}; available options: {', '.join(exc.options)}"
+    if isinstance(exc, OverrideParseException):
+        lines = [ln.strip() for ln in exc.message.splitlines() if ln.strip() and not ln.startswith("See https")]
+        return f"cannot parse the override {exc.override!r}: {lines[-1] if lines else exc.message} (quote values " \
+               f"holding '=', brackets or spaces: key='value')"
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    text = lines[0].rstrip(".") if lines else type(exc).__name__
+    cause = exc.__cause__
+    if isinstance(exc, HydraException) and isinstance(cause, OmegaConfBaseException) and str(cause).strip():
+        text += f": {str(cause).strip().splitlines()[0]}"  # the lines after the first are full_key etc.
+    if len(lines) > 1:
+        text += f" ({'; '.join(lines[1:])})"
+    if not isinstance(exc, (HydraException, OmegaConfBaseException, ConfigError)):
+        text = f"{type(exc).__name__}: {text}"
+    return text
+
+
+def _failure(exc: BaseException, multirun: bool) -> tuple[int, str, bool]:
+    """Exit code and one-line message for an exception that left Hydra, and whether jobs ran."""
+    if isinstance(exc, (HydraException, OmegaConfBaseException)):
+        return 2, _one_line(exc), False  # the config did not compose: nothing ran
+    sweep_started = multirun and _sweep_dir is not None and _sweep_dir.is_dir()
+    if isinstance(exc, OSError) and exc.filename is not None and not sweep_started:
+        return 2, f"cannot create or write {exc.filename}: {exc.strerror} (check out_root / hydra.run.dir)", False
+    if multirun and _raised_by_a_job(exc):
+        where = f" under {_sweep_dir}" if _sweep_dir is not None else ""
+        return 1, (f"a job of the sweep failed ({_one_line(exc)}); the other jobs ran; failed runs hold "
+                   f"FAILED with the traceback{where}"), True
+    if multirun:  # e.g. the launcher refused its settings, or no SLURM here
+        return 1, f"the sweep could not run: {_one_line(exc)}", False
+    return (2 if isinstance(exc, ConfigError) else 1), _one_line(exc), False
+
+
+def _raised_by_a_job(exc: BaseException) -> bool:
+    """Whether Hydra's sweeper re-raised a job's exception (from JobReturn.return_value), rather
+    than the launcher or the sweeper failing on their own."""
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "return_value" and tb.tb_frame.f_globals.get("__name__") == "hydra.core.utils":
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _is_multirun(argv: list[str]) -> bool:
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    return bool(args.multirun) or any(a.replace(" ", "") == "hydra.mode=MULTIRUN" for a in args.overrides)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point. With `argv`, parse it instead of sys.argv (tests)."""
+    global _sweep_dir
+    _sweep_dir = None
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    user_setting = os.environ.get("HYDRA_FULL_ERROR")
+    # Hydra re-raises instead of printing its several-line report (or a stack trace); we print one line.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        app()
+    except Exception as exc:
+        if user_setting == "1":
+            raise
+        code, message, jobs_ran = _failure(exc, _is_multirun(sys.argv[1:]))
+        if jobs_ran and _sweep_dir is not None:
+            _report(_sweep_dir)  # the table of the runs that finished
+        print(f"al-bench: error: {' '.join(message.split())}", file=sys.stderr)
+        sys.exit(code)
+    finally:
+        if user_setting is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = user_setting
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m al_bench.cli`: run the importable module, not this __main__ copy, so that launchers
+    # pickle run_task by reference and the callback and main() share one module state.
+    from al_bench.cli import main as _main
+
+    _main()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import os
 import tempfile
@@ -11,12 +13,39 @@ from typing import Any
 import numpy as np
 
 
+def _fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in `path` survive a power cut (a no-op where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def _file_mode() -> int:
+    """The mode open() gives a new file (0o666 minus the umask); mkstemp's own is 0o600, which
+    would hide the results of a shared sweep from the rest of a team. Read once: setting the umask
+    to read it is not thread-safe."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic_write(path: Path, write) -> None:
+    """Write into a temporary file next to `path`, fsync it, rename it over `path`: a reader (or a
+    resumed run) sees the old file or the new one, never a mix."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), _file_mode())
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -24,6 +53,7 @@ def _atomic_write(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -58,7 +88,11 @@ def append_jsonl(path: Path, record: dict) -> None:
     line = (json.dumps(record) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line)
+        size = os.fstat(fd).st_size
+        written = os.write(fd, line)
+        if written != len(line):  # disk full or quota: take the partial line back out
+            os.ftruncate(fd, size)
+            raise OSError(errno.ENOSPC, f"short write appending to {path} ({written} of {len(line)} bytes)")
         os.fsync(fd)
     finally:
         os.close(fd)

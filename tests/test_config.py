@@ -89,6 +89,23 @@ def test_budget_and_trainer_presets_compose(option):
 
 @pytest.mark.parametrize("option", options("experiment"))
 def test_every_experiment_composes(option):
-    overrides = [f"experiment={option}"]
-    cfg = make_cfg(overrides)
-    assert cfg.name == option
+    cfg = make_cfg([f"experiment={option}"])
+    if option != "mc_dropout":  # mc_dropout modifies another setup; the others name their output tree
+        assert cfg.name == option
+    else:
+        assert cfg.model.dropout > 0
+
+
+def test_preset_knobs_of_another_strategy_do_not_apply():
+    cfg = make_cfg(["experiment=ll4al_reference_impl", "strategy=random"])
+    assert cfg.strategy.detach_rule == "gt"  # merged into the node by the preset...
+    assert type(_build(cfg.strategy)).__name__ == "Random"  # ...and left out when building random
+
+
+def test_mc_dropout_strategy_without_dropout_is_refused_before_training(tmp_path):
+    from al_bench.loop import run_al
+    from conftest import SMOKE
+
+    with pytest.raises(ConfigError, match="model.dropout"):
+        run_al(make_cfg(SMOKE + ["strategy=bald"]), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

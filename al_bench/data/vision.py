@@ -18,8 +18,8 @@ def _open(cls, name: str, root: str, download: bool, **split_kwargs):
     root_path = Path(root).expanduser()
     if not download and not root_path.is_dir():
         raise ConfigError(
-            f"dataset.root={root} does not exist; point dataset.root at a copy of {name} "
-            f"or set dataset.download=true"
+            f"dataset.root={root} does not exist; point dataset.root at a copy of {name}, set "
+            f"dataset.download=true, or use an image folder copy with dataset=imagefolder dataset.root=DIR"
         )
     try:
         return cls(root=str(root_path), download=download, **split_kwargs)

@@ -72,6 +72,9 @@ class MCDropoutScore(ScoreStrategy):
     def __init__(self, mc_samples: int = 20):  # S
         self.mc_samples = check_mc_samples(mc_samples)
 
+    def check(self, model) -> None:
+        require_dropout(model, self.word)
+
     def select(self, ctx: SelectionContext, candidates: np.ndarray, k: int) -> np.ndarray:
         require_dropout(ctx.model, self.word)
         return super().select(ctx, candidates, k)

@@ -80,6 +80,9 @@ class Strategy:
     def train_hooks(self) -> TrainHooks | None:
         return None
 
+    def check(self, model: nn.Module) -> None:
+        """Refuse (ConfigError) a model this strategy cannot work with, before any training."""
+
     def select(self, ctx: SelectionContext, candidates: np.ndarray, k: int) -> np.ndarray:
         raise NotImplementedError
 

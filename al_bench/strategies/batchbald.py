@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from al_bench import ConfigError
-from al_bench.strategies.bald import check_mc_samples, consistent_mc_probs, entropy_last, torch_generator
+from al_bench.strategies.bald import require_dropout, check_mc_samples, consistent_mc_probs, entropy_last, torch_generator
 from al_bench.strategies.base import SelectionContext, Strategy
 
 
@@ -95,6 +95,9 @@ class Batchbald(Strategy):
         if int(num_joint_samples) < 1:
             raise ConfigError(f"strategy.num_joint_samples must be >= 1, got {num_joint_samples}")
         self.num_joint_samples = int(num_joint_samples)
+
+    def check(self, model) -> None:
+        require_dropout(model, "batchbald")
 
     def select(self, ctx: SelectionContext, candidates: np.ndarray, k: int) -> np.ndarray:
         gen = torch_generator(ctx)

@@ -21,7 +21,7 @@ import torch
 
 from al_bench import ConfigError
 from al_bench.strategies.base import SelectionContext, Strategy, top_k
-from al_bench.strategies.bald import check_mc_samples, consistent_mc_probs, torch_generator
+from al_bench.strategies.bald import require_dropout, check_mc_samples, consistent_mc_probs, torch_generator
 
 
 def epig(probs: torch.Tensor, target_probs: torch.Tensor, chunk_elems: int = 1 << 22) -> torch.Tensor:
@@ -49,6 +49,9 @@ class Epig(Strategy):
         if int(num_targets) < 1:
             raise ConfigError(f"strategy.num_targets must be >= 1, got {num_targets}")
         self.num_targets = int(num_targets)
+
+    def check(self, model) -> None:
+        require_dropout(model, "epig")
 
     def select(self, ctx: SelectionContext, candidates: np.ndarray, k: int) -> np.ndarray:
         unlabeled = np.setdiff1d(np.arange(ctx.pool.n_train), ctx.labeled)
