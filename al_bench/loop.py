@@ -152,7 +152,7 @@ def trainer_settings(node: DictConfig) -> TrainSettings:
 
     names = {f.name for f in fields(TrainSettings)}
     params = OmegaConf.to_container(node, resolve=True)
-    unknown = sorted(set(params) - names - {"name", "device", "warm_start"})
+    unknown = sorted(set(params) - names - {"name", "device", "warm_start", "threads"})
     if unknown:
         raise ConfigError(f"unknown trainer option(s): {', '.join(unknown)}")
     return TrainSettings(**{k: v for k, v in params.items() if k in names})
@@ -271,6 +271,13 @@ def run_al(cfg: DictConfig, out_dir: str | Path, config_files: dict[str, str] | 
 
     device = resolve_device(str(cfg.trainer.get("device", "auto")))
     settings = trainer_settings(cfg.trainer)
+    threads = cfg.trainer.get("threads")
+    if threads:
+        # Small models on a shared CPU: OpenMP threads that wait on each other at every tiny op
+        # cost more than they give (the quickstart ran 10x slower with 2 threads beside another job).
+        import torch
+
+        torch.set_num_threads(int(threads))
     strategy: Strategy = _build(cfg.strategy)
     pool: Pool = _build(cfg.dataset)
     budget.check(pool.n_train)
