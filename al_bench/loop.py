@@ -377,7 +377,7 @@ def _run_cycles(cfg, run: RunDir, container, knobs, seed, budget: Budget, device
                 hooks, done: list[dict], state: _ResumeState | None, config_files: dict[str, str]) -> list[dict]:
     import torch
 
-    from al_bench.train import evaluate, fit, predict
+    from al_bench.train import evaluate, fit, predict, resolved_knobs
 
     warm_start = bool(cfg.trainer.get("warm_start", False))
     if state is None:  # a new run
@@ -388,7 +388,8 @@ def _run_cycles(cfg, run: RunDir, container, knobs, seed, budget: Budget, device
             "knobs": knobs,
             "derived": {"lr_schedule": _lr_summary(settings), "n_train": pool.n_train,
                         "n_test": int(pool.test_y.numel()), "num_classes": pool.num_classes,
-                        "image_size": list(pool.image_size), **(hooks.describe() if hooks is not None else {})},
+                        "image_size": list(pool.image_size), **resolved_knobs(settings, device),
+                        **(hooks.describe() if hooks is not None else {})},
             "config": container, "versions": _versions(), "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
             "host": socket.gethostname(),
@@ -429,6 +430,8 @@ def _run_cycles(cfg, run: RunDir, container, knobs, seed, budget: Budget, device
                    "train_loss": stats["train_loss"], "train_time_s": round(stats["train_time_s"], 3)}
         if hooks is not None:
             metrics.update(hooks.metrics(test_preds, pool_dev.test_y))
+        if "eval_history" in stats:
+            metrics["eval_history"] = stats["eval_history"]
         del test_preds
 
         metrics["select_time_s"] = 0.0

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from al_bench import ConfigError
 from al_bench.data.augment import Normalize, random_crop_flip
 from al_bench.data.pool import Pool
+from al_bench.models.base import ModelOutput
 from al_bench.strategies.base import TrainHooks
 
 log = logging.getLogger(__name__)
@@ -257,7 +258,8 @@ def predict(
     """One batched pass over uint8 images x (N, H, W, C) in eval mode. Returns on x's device:
     logits (N, C), probs (N, C), embedding (N, D), the hooks' extras, and with mc_samples > 0
     mc_probs (N, S, C) from S dropout masks on the classifier head (the trunk runs once).
-    The trunk and the hooks run under the precision's autocast, the classifier head in fp32.
+    The trunk runs under the precision's autocast; the classifier head and the hooks' outputs
+    in fp32 on the trunk's (upcast) features.
     The train/eval mode of the model and of the hooks' module is restored afterwards."""
     device = x.device
     amp = autocast_dtype(precision, device)
@@ -271,13 +273,18 @@ def predict(
         for start in range(0, x.shape[0], batch_size):
             with _autocast(device, amp):
                 out = model(normalize(x[start:start + batch_size]))
-                extras = hooks.outputs(out) if hooks is not None else {}
             emb = out.embedding.float()
-            # The classifier head again in fp32 (a D x C product, negligible): bf16 logits carry 8
-            # mantissa bits, enough to make scores of different images tie exactly (and top-k
-            # then prefers earlier candidates) and to blur the small differences MC samples show.
+            # The classifier head and the hooks' outputs again in fp32 (small next to the trunk):
+            # bf16 scores carry 8 mantissa bits, so scores of different images tie exactly (a
+            # random-weight loss-prediction module gave 16 distinct values for 2000 images) and
+            # top-k then prefers earlier candidates; MC samples' small differences would blur.
             with torch.autocast(device.type, enabled=False):
                 logits = model.classify(emb) if amp is not None else out.logits.float()
+                extras = {}
+                if hooks is not None:
+                    full = out if amp is None else ModelOutput(logits, [s.float() for s in out.stages], emb)
+                    extras = hooks.outputs(full)
+                    del full
                 if mc_samples > 0:
                     extras["mc_probs"] = torch.stack(
                         [torch.softmax(model.classify(emb, mc=True).float(), 1) for _ in range(mc_samples)], 1)

@@ -22,6 +22,7 @@ def test_cli_run_writes_the_full_run_directory_contract(tmp_path):
     assert (info["dataset"], info["model"], info["strategy"], info["seed"]) == ("synthetic", "small_cnn", "entropy", 0)
     assert info["knobs"]["trainer.epochs"] == 2 and info["knobs"]["budget.step"] == 50
     assert {"torch", "al_bench"} <= set(info["versions"]) and info["device"] == "cpu"
+    assert info["derived"]["precision"] in ("fp32", "bf16") and info["derived"]["lr_schedule"] == "0.05 x2"
     metrics = read_metrics(run)
     assert [m["cycle"] for m in metrics] == [0, 1] and [m["n_labeled"] for m in metrics] == [50, 100]
     for m in metrics:

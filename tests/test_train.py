@@ -154,16 +154,19 @@ def test_hooks_train_and_predict_restores_both_modes(pool):
     assert torch.allclose(preds["probs"].sum(1), torch.ones(n), atol=1e-5)
 
 
-def test_predict_computes_the_head_in_fp32_under_bf16(pool):
-    model = small_model(dropout=0.5)
-    preds = predict(model, pool.test_x, pool.mean, pool.std, 32, precision="bf16", mc_samples=2)
-    assert preds["logits"].dtype == torch.float32 and preds["mc_probs"].dtype == torch.float32
+def test_predict_computes_the_head_and_the_hooks_outputs_in_fp32_under_bf16(pool):
+    model, hooks = small_model(dropout=0.5), CountingHooks()
+    preds = predict(model, pool.test_x, pool.mean, pool.std, 32, hooks, precision="bf16", mc_samples=2)
+    assert all(v.dtype == torch.float32 for v in preds.values())
     with torch.no_grad():
         head = model.fc(preds["embedding"])  # eval mode: no dropout
+        aux = hooks.module(preds["embedding"].mean(1, keepdim=True)).squeeze(1)
     assert torch.allclose(preds["logits"], head, atol=1e-6)
-    # not quantised to bf16: distinct images give distinct top-1 probabilities
-    top = preds["probs"].max(1).values
-    assert len(torch.unique(top)) == len(top)
+    assert torch.allclose(preds["pred_loss"], aux, atol=1e-6)
+    # not quantised to bf16's 8 mantissa bits: distinct images, distinct scores (no ties for top-k)
+    n = len(pool.test_y)
+    assert len(torch.unique(preds["probs"].max(1).values)) == n
+    assert len(torch.unique(preds["pred_loss"])) == n
 
 
 class ManyQuantities(Strategy):
