@@ -165,3 +165,21 @@ def test_lloss_run_records_ranking_accuracies(tmp_path):
     assert len(metrics) == 2 and metrics == read_metrics(tmp_path)
     for m in metrics:
         assert 0.0 <= m["lpl_rank_acc"] <= 1.0 and 0.0 <= m["entropy_rank_acc"] <= 1.0
+
+
+def test_gt_loss_oracle_takes_the_highest_true_losses():
+    from types import SimpleNamespace
+
+    from al_bench.strategies.gt_loss import GroundTruthLoss
+
+    # pool labels all 0; the logits give p(class 0) high for 0 and 3, low for 1, lowest for 4
+    logits = torch.tensor([[3.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0], [0.0, 3.0]])
+
+    def predictor(indices, mc_samples=0):
+        return {"logits": logits[torch.as_tensor(indices)]}
+
+    pool = SimpleNamespace(train_y=torch.zeros(5, dtype=torch.long))
+    ctx = SelectionContext(model=None, pool=pool, labeled=np.array([]), rng=np.random.default_rng(0),
+                           device=torch.device("cpu"), predictor=predictor)
+    assert GroundTruthLoss().select(ctx, np.arange(5), 2).tolist() == [4, 1]
+    assert GroundTruthLoss().select(ctx, np.array([0, 2, 3]), 1).tolist() == [2]

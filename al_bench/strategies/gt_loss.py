@@ -10,12 +10,12 @@ import logging
 
 from torch import nn
 
-from al_bench.strategies.base import ScoreStrategy
+from al_bench.strategies.base import Strategy, top_k
 
 log = logging.getLogger(__name__)
 
 
-class GroundTruthLoss(ScoreStrategy):
+class GroundTruthLoss(Strategy):
     """ORACLE: the k candidates with the highest cross-entropy under their true labels."""
 
     def select(self, ctx, candidates, k):
@@ -23,6 +23,4 @@ class GroundTruthLoss(ScoreStrategy):
         preds = ctx.predict(candidates)
         labels = ctx.pool.train_y[candidates]
         true_loss = nn.functional.cross_entropy(preds["logits"], labels.to(preds["logits"].device), reduction="none")
-        from al_bench.strategies.base import top_k
-
         return candidates[top_k(true_loss, k)]
