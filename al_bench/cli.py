@@ -1,17 +1,18 @@
 """The `al-bench` command: the only Hydra entry point. Everything below takes plain values.
 
-Errors reach the user as one line on stderr, `al-bench: error: ...`: exit code 2 for bad input
-(a config that does not compose, an unknown key, a missing dataset, an unwritable, foreign or
-corrupt run directory), 1 for a run that failed (its run directory holds FAILED with the
-traceback, and al-bench.log and the console have it too) or a sweep in which a job failed (the
-other jobs still ran). With HYDRA_FULL_ERROR=1, errors raised by Hydra itself keep their full
-stack traces.
+Errors reach the user as one line on stderr, `al-bench: error: ...`, and `main()` decides the exit
+code in one place: 2 for bad input (a config that does not compose or does not validate, an
+unknown key, a missing dataset, an unwritable, foreign or corrupt run directory), 1 for a run that
+failed (its run directory holds FAILED with the traceback, and al-bench.log and the console have
+it too) or a sweep in which a job failed (the other jobs still ran), 130 for Ctrl-C or SIGTERM
+(the run stays resumable). With HYDRA_FULL_ERROR=1, errors keep their full stack traces.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import zlib
 from pathlib import Path
@@ -78,11 +79,12 @@ OmegaConf.register_new_resolver("al_bench.knob_dir", knob_dir, replace=True)
 
 def run_task(cfg: DictConfig) -> None:
     """One run: the Hydra task function (a plain module-level function, so launchers pickle it by
-    reference)."""
-    from al_bench import loop  # heavy imports (torch) after Hydra handled --help and bad overrides
+    reference). Converts the config to typed plain values (al_bench.config) and runs the loop."""
+    from al_bench import config, loop, rundir  # heavy imports (torch) after Hydra handled --help and bad overrides
 
+    global _run_dir
     hydra_cfg = HydraConfig.get()
-    out_dir = Path(hydra_cfg.runtime.output_dir)
+    out_dir = _run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode.name == "MULTIRUN"
     # hydra.output_subdir is null: Hydra would write .hydra/ before the task starts, even into the
     # directory of another config's run; the loop writes these once the directory is this run's.
@@ -92,27 +94,35 @@ def run_task(cfg: DictConfig) -> None:
         ".hydra/overrides.yaml": OmegaConf.to_yaml(hydra_cfg.overrides.task),
     }
     try:
-        loop.run_al(cfg, out_dir, config_files=config_files)
+        run_cfg = config.load(cfg, overrides=list(hydra_cfg.overrides.task))
+        loop.run_al(run_cfg, out_dir, config_files=config_files)
     except ConfigError as exc:
-        # Printed, not logged: the run directory may be another run's, whose log stays untouched.
-        loop.remove_if_unstarted(out_dir, stop_at=Path(str(cfg.out_root)))
-        print(f"al-bench: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        rundir.remove_if_unstarted(out_dir, stop_at=Path(str(cfg.out_root)) if cfg.get("out_root") else None)
         if not multirun:
-            sys.exit(2)
+            raise _JobEnded(exc) from None
+        print(f"al-bench: error: {' '.join(str(exc).split())}", file=sys.stderr)  # the sweep goes on
         raise
     except Exception as exc:
         log.exception("run failed: %s: %s", type(exc).__name__, exc)
         if not multirun:
-            where = out_dir / "FAILED" if (out_dir / "FAILED").exists() else "the log above"
-            print(f"al-bench: error: {_one_line(exc)} (traceback in {where})", file=sys.stderr)
-            sys.exit(1)
+            raise _JobEnded(exc) from None
         raise
     log.info("run directory: %s", out_dir)
+
+
+class _JobEnded(BaseException):
+    """A single run's exception, carried past Hydra's job runner (which would print a line of its
+    own for an Exception) to main(), which turns it into one line and an exit code."""
+
+    def __init__(self, exc: Exception):
+        super().__init__(str(exc))
+        self.exc = exc
 
 
 app = hydra.main(version_base="1.3", config_path="pkg://al_bench.conf", config_name="config")(run_task)
 
 _sweep_dir: Path | None = None  # set once a multirun has started (in this process)
+_run_dir: Path | None = None  # the run directory of the last job started in this process
 
 
 def _report(sweep_dir: Path) -> None:
@@ -172,7 +182,10 @@ def _failure(exc: BaseException, multirun: bool) -> tuple[int, str, bool]:
                    f"FAILED with the traceback{where}"), True
     if multirun:  # e.g. the launcher refused its settings, or no SLURM here
         return 1, f"the sweep could not run: {_one_line(exc)}", False
-    return (2 if isinstance(exc, ConfigError) else 1), _one_line(exc), False
+    if isinstance(exc, ConfigError):
+        return 2, _one_line(exc), False
+    failed = _run_dir / "FAILED" if _run_dir is not None and (_run_dir / "FAILED").exists() else None
+    return 1, f"{_one_line(exc)} (traceback in {failed or 'the log above'})", False
 
 
 def _raised_by_a_job(exc: BaseException) -> bool:
@@ -194,17 +207,27 @@ def _is_multirun(argv: list[str]) -> bool:
     return bool(args.multirun) or any(a.replace(" ", "") == "hydra.mode=MULTIRUN" for a in args.overrides)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point. With `argv`, parse it instead of sys.argv (tests)."""
-    global _sweep_dir
-    _sweep_dir = None
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns the exit code (0 done, 1 a run or job failed, 2 bad input,
+    130 interrupted). With `argv`, parse it instead of sys.argv (tests call this in-process)."""
+    global _sweep_dir, _run_dir
+    _sweep_dir = _run_dir = None
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     user_setting = os.environ.get("HYDRA_FULL_ERROR")
     # Hydra re-raises instead of printing its several-line report (or a stack trace); we print one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
-        app()
+        try:
+            app()
+        except _JobEnded as ended:
+            raise ended.exc from None
+    except KeyboardInterrupt:
+        where = f" ({_run_dir})" if _run_dir is not None else ""
+        print(f"al-bench: interrupted; finished cycles are kept: rerun the same command to resume{where}",
+              file=sys.stderr)
+        return 130
     except Exception as exc:
         if user_setting == "1":
             raise
@@ -212,12 +235,26 @@ def main(argv: list[str] | None = None) -> None:
         if jobs_ran and _sweep_dir is not None:
             _report(_sweep_dir)  # the table of the runs that finished
         print(f"al-bench: error: {' '.join(message.split())}", file=sys.stderr)
-        sys.exit(code)
+        return code
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if user_setting is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = user_setting
+    return 0
+
+
+def _terminate(signum, frame):
+    """SIGTERM (a cluster's pre-emption, `kill`) ends the run like Ctrl-C: resumable, one line."""
+    raise KeyboardInterrupt
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":
@@ -225,4 +262,4 @@ if __name__ == "__main__":
     # pickle run_task by reference and the callback and main() share one module state.
     from al_bench.cli import main as _main
 
-    _main()
+    sys.exit(_main())

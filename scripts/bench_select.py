@@ -5,7 +5,7 @@ selects k from pools of 10k, 25k and 50k candidates (and a labeled set of 1,000)
 real SelectionContext: a small random-weight backbone (dropout 0.3, so MC-dropout strategies work)
 over synthetic 8x8 uint8 images, whose prediction pass returns realistic-size tensors: probs
 (N, 10), embedding (N, 512), mc_probs (N, S, 10), stage outputs of 64/128/256/512 channels for
-the training hooks (learning loss). Strategies with training hooks get their auxiliary module
+the training plugin (learning loss). Strategies with a training plugin get their auxiliary module
 with random weights.
 
 Per strategy and pool size, printed: select_s (the strategy's own time: the call minus the time
@@ -72,7 +72,7 @@ def child(args) -> None:
     from al_bench.data.pool import make_pool
     from al_bench.models.base import Backbone
     from al_bench.strategies.base import SelectionContext
-    from al_bench.train import predict, resolve_device
+    from al_bench.training import TrainSettings, predict, resolve_device, train_context
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,15 +112,16 @@ def child(args) -> None:
         candidates = np.arange(args.n_labeled, n_pool)
         model = TinyBackbone().to(device).eval()
         strategy = instantiate(node, _convert_="all")
-        hooks = strategy.train_hooks()
-        if hooks is not None:
-            hooks.start_cycle(model, False)
+        plugin = strategy.train_plugin()
+        if plugin is not None:
+            plugin.setup(model, train_context(model, pool, labeled, TrainSettings(), 0,
+                                              torch.Generator(device=device), plugin), False)
         spent = [0.0]
 
         def predictor(indices, mc_samples=0):
             t0 = time.perf_counter()
             idx = torch.as_tensor(indices, device=device)
-            out = predict(model, pool.train_x[idx], pool.mean, pool.std, 1024, hooks, mc_samples=mc_samples)
+            out = predict(model, pool.train_x[idx], pool.mean, pool.std, 1024, plugin, mc_samples=mc_samples)
             spent[0] += time.perf_counter() - t0
             return out
 
@@ -143,7 +144,7 @@ def child(args) -> None:
         ok = picks.shape == (args.k,) and len(np.unique(picks)) == args.k and bool(np.isin(picks, candidates).all())
         print(json.dumps({"n": n, "select_s": total - spent[0], "predict_s": spent[0], "warm_predict_s": warm_s,
                           "peak_mb": peak, "valid": ok}), flush=True)
-        del ctx, pool, model, strategy, hooks
+        del ctx, pool, model, strategy, plugin
 
 
 # --- parent ----------------------------------------------------------------------------------

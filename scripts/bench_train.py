@@ -4,7 +4,7 @@ Both train the CIFAR ResNet-18 with the loss-prediction module of Yoo & Kweon 20
 lambda = 1, margin 1) on the same labeled subset, batch 128, SGD lr 0.1 momentum 0.9 wd 5e-4:
 
   al-bench   al_bench.train.fit with its defaults (uint8 images on the device, batched crop/flip and
-             normalisation there, precision and channels_last "auto") and the learning-loss hooks;
+             normalisation there, precision and channels_last "auto") and the learning-loss plugin;
   reference  a torchvision-style dataset over the same uint8 images, PIL RandomCrop(32, padding=4) +
              RandomHorizontalFlip + ToTensor + Normalize, a DataLoader with a random subset sampler,
              fp32, NCHW: the public LL4AL code's pipeline.
@@ -29,7 +29,6 @@ device-side data path is cheap (5 ms per batch against 40 ms of PIL transforms).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -47,10 +46,12 @@ from al_bench.data.augment import Normalize, random_crop_flip
 from al_bench.data.pool import Pool, make_pool
 from al_bench.models.lossnet import LossPredictionModule
 from al_bench.models.resnet import ResNet18
-from al_bench.strategies.base import TrainHooks
-from al_bench.train import TrainSettings, evaluate, fit, predict, resolve_device, resolved_knobs
+from al_bench.strategies.lloss import LearningLoss, ranking_loss
+from al_bench.training import (TrainSettings, evaluate, fit, predict, resolve_device, resolved_knobs,
+                               train_context)
 
-TAR = "/work/shared/data/cifar10-jpeg.tar.gz"
+# The JPEG copy of CIFAR-10 beside the repository (../shared/data), or --tar.
+TAR = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz")
 
 # Nominal dense peaks in FLOP/s (vendor data sheets; SXM parts), by substring of the device name.
 GPU_PEAKS = {  # name: (fp32 non-tensor, bf16/fp16 tensor)
@@ -95,43 +96,13 @@ class UInt8Dataset(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.x[i])), int(self.y[i])
 
 
-# --- the learning-loss hooks -----------------------------------------------------------------
+# --- the learning-loss plugin ------------------------------------------------------------------
 
-def learning_loss_hooks() -> TrainHooks:
-    """The project's hooks (al_bench/strategies/lloss.py) when present, else a minimal copy."""
-    if importlib.util.find_spec("al_bench.strategies.lloss") is not None:
-        from al_bench.strategies.lloss import LearningLoss
-
-        return LearningLoss().train_hooks()
-    return MinimalLossHooks()
-
-
-def pair_ranking_loss(pred, true, margin=1.0):
-    """Yoo & Kweon eq. 2-3 with pairs (i, i + B/2); true losses are constants."""
-    half = pred.shape[0] // 2
-    i, j = torch.arange(half, device=pred.device), torch.arange(half, device=pred.device) + half
-    true = true.detach()
-    sign = torch.where(true[i] > true[j], 1.0, -1.0)
-    return torch.clamp(-sign * (pred[i] - pred[j]) + margin, min=0).mean()
-
-
-class MinimalLossHooks(TrainHooks):
-    def start_cycle(self, model, warm_start):
-        self.module = LossPredictionModule(model.stage_channels).to(next(model.parameters()).device)
-
-    def loss(self, out, target_loss, epoch):
-        return pair_ranking_loss(self.module(out.stages).float(), target_loss)
-
-    def outputs(self, out):
-        return {"pred_loss": self.module(out.stages)}
-
-
-def ranking_loss_fn():
-    if importlib.util.find_spec("al_bench.strategies.lloss") is not None:
-        from al_bench.strategies.lloss import ranking_loss
-
-        return ranking_loss
-    return pair_ranking_loss
+def learning_loss_plugin(model, pool_dev, labeled, settings, gen):
+    """The project's learning-loss training plugin (al_bench/strategies/lloss.py), set up for one cycle."""
+    plugin = LearningLoss().train_plugin()
+    plugin.setup(model, train_context(model, pool_dev, labeled, settings, 0, gen, plugin), warm_start=False)
+    return plugin
 
 
 # --- the two pipelines -----------------------------------------------------------------------
@@ -145,24 +116,23 @@ def new_model(args, seed, device):
 
 def run_albench(args, pool_dev, labeled, seed, device, evaluate_too=True):
     model, module = new_model(args, seed, device)
-    hooks = learning_loss_hooks()
-    hooks.start_cycle(model, False)
-    hooks.module.load_state_dict(module.state_dict())  # the same module weights as the reference
-    settings = TrainSettings(epochs=args.epochs, progress=False)  # every other knob: the defaults
+    settings = TrainSettings(epochs=args.epochs, milestones=[], progress=False)  # every other knob: the defaults
     if args.precision is not None:  # a control run only; the benchmark itself uses the defaults
         settings.precision = args.precision
     if args.channels_last is not None:
         settings.channels_last = args.channels_last == "true"
     gen = torch.Generator(device=device).manual_seed(seed)
+    plugin = learning_loss_plugin(model, pool_dev, labeled, settings, gen)
+    plugin.module.load_state_dict(module.state_dict())  # the same module weights as the reference
     sync(device)
     t0 = time.perf_counter()
-    fit(model, pool_dev, labeled, settings, gen, hooks)
+    fit(model, pool_dev, labeled, settings, gen, plugin)
     sync(device)
     train_s = time.perf_counter() - t0
     if not evaluate_too:
         return train_s, 0.0, float("nan")
     t0 = time.perf_counter()
-    preds = predict(model, pool_dev.test_x, pool_dev.mean, pool_dev.std, settings.eval_batch_size, hooks,
+    preds = predict(model, pool_dev.test_x, pool_dev.mean, pool_dev.std, settings.eval_batch_size, plugin,
                     precision=settings.precision, channels_last=settings.channels_last)
     acc = evaluate(preds, pool_dev.test_y)["test_acc"]
     sync(device)
@@ -182,7 +152,7 @@ def run_reference(args, pool, labeled, seed, device, evaluate_too=True):
         train_set, batch_size=args.batch_size, sampler=torch.utils.data.SubsetRandomSampler(labeled.tolist(), gen),
         num_workers=args.ref_workers, pin_memory=device.type == "cuda", persistent_workers=False)
     opts = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4) for m in (model, module)]
-    rank = ranking_loss_fn()
+    rank = ranking_loss
     data_s = 0.0
     sync(device)
     t0 = time.perf_counter()
@@ -302,7 +272,7 @@ def step_costs(args, device, reps: int = 3) -> dict:
     opt = torch.optim.SGD(list(model.parameters()) + list(module.parameters()), lr=0.01, momentum=0.9)
     x = torch.randn(args.batch_size, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
-    rank = ranking_loss_fn()
+    rank = ranking_loss
     configs = [("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)]
     times = {c: [] for c in configs}
     for _ in range(reps):

@@ -5,16 +5,51 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_module
 
-# Small enough that one cycle trains in well under a second on a 2-core CPU.
-SMOKE = ["dataset=synthetic", "model=small_cnn", "budget=tiny", "trainer=fast", "trainer.epochs=2",
-         "trainer.progress=false", "budget.cycles=2"]
+# conf/experiment/smoke.yaml: small enough that one cycle trains in well under a second on a 2-core CPU.
+SMOKE = ["experiment=smoke"]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tests use tiny tensors: one thread is several times faster than two fighting over a shared
+    CPU (one test took 59 s with the default threads, 24 s with one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_cfg(overrides=()):
+    """The composed DictConfig, as Hydra gives it to the CLI."""
     with initialize_config_module(version_base="1.3", config_module="al_bench.conf"):
         return compose("config", overrides=list(overrides))
+
+
+def load_cfg(overrides=()):
+    """The typed, validated RunConfig of the overrides (ConfigError for bad input)."""
+    from al_bench import config
+
+    return config.load(make_cfg(overrides), overrides=list(overrides))
+
+
+def run_al(overrides, out_dir):
+    """One run in-process, as `al-bench OVERRIDES hydra.run.dir=out_dir` would do it (`overrides`:
+    a list, or a RunConfig from load_cfg)."""
+    from al_bench import loop
+
+    cfg = load_cfg(overrides) if isinstance(overrides, (list, tuple)) else overrides
+    return loop.run_al(cfg, out_dir)
+
+
+def cli(args, capsys=None):
+    """The CLI in-process: (exit code, stderr text) of `al-bench ARGS`."""
+    from al_bench.cli import main
+
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr().err if capsys is not None else ""
 
 
 def run_cli(args, cwd, env_extra=None, timeout=300):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_cfg
+from conftest import make_cfg, run_al
 
 BASE = ["dataset=synthetic", "model=small_cnn", "trainer=fast", "trainer.device=cpu", "trainer.progress=false",
         "budget=tiny", "budget.initial=32", "budget.step=32", "budget.cycles=2", "trainer.epochs=2",
@@ -83,13 +83,13 @@ def outcomes(tmp_path_factory):
     runs = root / "runs"
     import torch
 
-    from al_bench import loop
+    from al_bench.rundir import RunDir
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # several times faster than 2 threads on a busy 2-core machine
     try:
-        loop.run_al(make_cfg(BASE), runs / "done")
-        loop.run_al(make_cfg([*BASE, "trainer.warm_start=true"]), runs / "warm")
+        run_al((BASE), runs / "done")
+        run_al(([*BASE, "trainer.warm_start=true"]), runs / "warm")
     finally:
         torch.set_num_threads(threads)
     (root / "a_file").write_text("not a directory\n")
@@ -106,7 +106,7 @@ def outcomes(tmp_path_factory):
     env = dict(os.environ, **ENV)
     env.pop("HYDRA_FULL_ERROR", None)
     t0 = time.perf_counter()
-    with loop._run_lock(runs / "in_progress"):  # as a running al-bench process holds it
+    with RunDir(runs / "in_progress").lock():  # as a running al-bench process holds it
         procs = {name: subprocess.Popen(head + args, cwd=root, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True) for name, (args, _) in cases.items()}
         results = {name: (*proc.communicate(timeout=240),) for name, proc in procs.items()}

@@ -7,10 +7,9 @@ import torch
 from hydra.utils import get_method
 
 from al_bench import ConfigError
-from al_bench.loop import _build
 from al_bench.models.base import Backbone, ModelOutput
 from al_bench.strategies.base import Strategy
-from conftest import make_cfg
+from conftest import load_cfg, make_cfg
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -41,14 +40,14 @@ def test_every_strategy_instantiates(option):
     cfg = make_cfg([f"strategy={option}"])
     assert cfg.strategy.name == option  # CLI word == yaml name == module name
     assert cfg.strategy._target_.split(".")[-2] == option
-    assert isinstance(_build(cfg.strategy), Strategy)
+    assert isinstance(load_cfg([f"strategy={option}"]).strategy.build(), Strategy)
 
 
 @pytest.mark.parametrize("option", options("model"))
 def test_every_model_instantiates_and_returns_stages(option):
     cfg = make_cfg([f"model={option}"])
     channels = 1 if option == "small_cnn" else 3
-    model = _build(cfg.model, num_classes=7, in_channels=channels)
+    model = load_cfg([f"model={option}"]).model.build(num_classes=7, in_channels=channels)
     assert isinstance(model, Backbone)
     out = model(torch.zeros(2, channels, 32, 32))
     assert isinstance(out, ModelOutput) and out.logits.shape == (2, 7)
@@ -57,7 +56,7 @@ def test_every_model_instantiates_and_returns_stages(option):
 
 
 def test_resnet18_stage_shapes_are_the_paper_ones():
-    model = _build(make_cfg().model, num_classes=10, in_channels=3)
+    model = load_cfg().model.build(num_classes=10, in_channels=3)
     out = model(torch.zeros(1, 3, 32, 32))
     assert [tuple(s.shape[1:]) for s in out.stages] == [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4)]
 
@@ -74,9 +73,9 @@ def test_every_dataset_composes_to_a_loader(option, tmp_path):
 
 @pytest.mark.parametrize("option", ["cifar10", "cifar100", "svhn", "mnist", "fashion_mnist"])
 def test_torchvision_dataset_missing_offline_gives_one_clear_line(option, tmp_path):
-    cfg = make_cfg([f"dataset={option}", f"dataset.root={tmp_path / 'nowhere'}", "dataset.download=false"])
+    cfg = load_cfg([f"dataset={option}", f"dataset.root={tmp_path / 'nowhere'}", "dataset.download=false"])
     with pytest.raises(ConfigError) as err:
-        _build(cfg.dataset)
+        cfg.dataset.build()
     assert "dataset.root" in str(err.value) and "\n" not in str(err.value)
 
 
@@ -96,16 +95,18 @@ def test_every_experiment_composes(option):
         assert cfg.model.dropout > 0
 
 
-def test_preset_knobs_of_another_strategy_do_not_apply():
-    cfg = make_cfg(["experiment=ll4al_reference_impl", "strategy=random"])
-    assert cfg.strategy.detach_rule == "gt"  # merged into the node by the preset...
-    assert type(_build(cfg.strategy)).__name__ == "Random"  # ...and left out when building random
+def test_preset_knobs_of_another_strategy_do_not_apply_and_are_recorded(caplog):
+    assert make_cfg(["experiment=ll4al_reference_impl", "strategy=random"]).strategy.detach_rule == "gt"  # merged
+    cfg = load_cfg(["experiment=ll4al_reference_impl", "strategy=random"])
+    assert type(cfg.strategy.build()).__name__ == "Random"  # ...and left out when building random
+    assert cfg.ignored == {"strategy.detach_rule": "gt", "strategy.pairing": "mirror", "strategy.odd_batch": "error"}
+    assert "does not apply to strategy=random" in caplog.text
+    assert load_cfg(["experiment=ll4al_reference_impl"]).ignored == {}
 
 
 def test_mc_dropout_strategy_without_dropout_is_refused_before_training(tmp_path):
-    from al_bench.loop import run_al
-    from conftest import SMOKE
+    from conftest import SMOKE, run_al
 
     with pytest.raises(ConfigError, match="model.dropout"):
-        run_al(make_cfg(SMOKE + ["strategy=bald"]), tmp_path / "run")
+        run_al((SMOKE + ["strategy=bald"]), tmp_path / "run")
     assert not (tmp_path / "run").exists()

@@ -1,5 +1,7 @@
 """Learning loss (Yoo & Kweon 2019): answers computed by hand."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -8,8 +10,8 @@ from al_bench.models.resnet import ResNet18
 from al_bench.models.small_cnn import SmallCNN
 from al_bench.strategies.base import SelectionContext
 from al_bench.strategies.lloss import LearningLoss, make_pairs, ranking_accuracy, ranking_loss
-from al_bench.train import lr_at_epoch
-from conftest import make_cfg
+from al_bench.training import TrainSettings, lr_at_epoch
+from conftest import load_cfg, make_cfg
 
 
 def test_ranking_loss_of_a_hand_computed_batch():
@@ -62,28 +64,63 @@ def test_ranking_accuracy_counts_ordered_pairs():
     assert ranking_accuracy(s, t, chunk=7) == pytest.approx(ranking_accuracy(s, t, chunk=1000))
 
 
-def _grads_after_lpl_loss(detach_epoch, rule, epoch):
+def setup_plugin(strategy, model, epochs=200):
+    """The strategy's training plugin, set up for one cycle of `epochs` epochs."""
+    plugin = strategy.train_plugin()
+    ctx = SimpleNamespace(settings=TrainSettings(epochs=epochs), device=torch.device("cpu"))
+    plugin.setup(model, ctx, warm_start=False)
+    return plugin
+
+
+def _grads_after_lpl_loss(rule, epoch, epochs=200, **knobs):
     torch.manual_seed(0)
     model = SmallCNN(num_classes=3, in_channels=3, width=8)
-    strategy = LearningLoss(detach_epoch=detach_epoch, detach_rule=rule, feature_dim=8)
-    hooks = strategy.train_hooks()
-    hooks.start_cycle(model, warm_start=False)
+    plugin = setup_plugin(LearningLoss(detach_rule=rule, feature_dim=8, **knobs), model, epochs)
     out = model(torch.randn(8, 3, 8, 8))
     target = torch.nn.functional.cross_entropy(out.logits, torch.arange(8) % 3, reduction="none")
-    hooks.loss(out, target, epoch).backward()  # the loss-prediction loss alone
+    plugin.loss(out, target, SimpleNamespace(epoch=epoch)).backward()  # the loss-prediction loss alone
     backbone = sum(p.grad.abs().sum().item() for p in model.parameters() if p.grad is not None)
-    module = sum(p.grad.abs().sum().item() for p in hooks.module.parameters() if p.grad is not None)
+    module = sum(p.grad.abs().sum().item() for p in plugin.module.parameters() if p.grad is not None)
     return backbone, module
 
 
 def test_lpl_gradient_reaches_the_backbone_before_the_detach_epoch_and_is_zero_after():
-    before, module_before = _grads_after_lpl_loss(120, "ge", 119)
-    after, module_after = _grads_after_lpl_loss(120, "ge", 120)
+    before, module_before = _grads_after_lpl_loss("ge", 119)  # detach_at 0.6 of 200 epochs: epoch 120
+    after, module_after = _grads_after_lpl_loss("ge", 120)
     assert before > 0 and module_before > 0
     assert after == 0.0 and module_after > 0  # the module keeps learning from detached features
     # the public code's rule `epoch > 120`: epoch 120 is still joint, 121 is not
-    assert _grads_after_lpl_loss(120, "gt", 120)[0] > 0
-    assert _grads_after_lpl_loss(120, "gt", 121)[0] == 0.0
+    assert _grads_after_lpl_loss("gt", 120)[0] > 0
+    assert _grads_after_lpl_loss("gt", 121)[0] == 0.0
+    # an explicit detach_epoch names the epoch whatever the schedule
+    assert _grads_after_lpl_loss("ge", 6, detach_epoch=7)[0] > 0
+    assert _grads_after_lpl_loss("ge", 7, detach_epoch=7)[0] == 0.0
+
+
+@pytest.mark.parametrize("epochs, joint", [(200, 120), (30, 18), (20, 12), (12, 7), (15, 9)])
+def test_the_detach_point_is_a_fraction_of_training(epochs, joint):
+    """trainer=cpu (30 epochs), the quickstart (20) and the CPU preset (12) detach at the paper's
+    point of training, 120/200, instead of never."""
+    assert _grads_after_lpl_loss("ge", joint - 1, epochs)[0] > 0
+    assert _grads_after_lpl_loss("ge", joint, epochs)[0] == 0.0
+    plugin = LearningLoss().train_plugin()
+    assert plugin.describe(TrainSettings(epochs=epochs, milestones=[]))["lloss_joint_epochs"] == joint
+
+
+def test_a_detach_epoch_past_training_is_refused():
+    from al_bench import ConfigError
+
+    with pytest.raises(ConfigError, match="strategy.detach_epoch=40 lies past trainer.epochs=30"):
+        load_cfg(["trainer=cpu", "strategy=lloss", "strategy.detach_epoch=40"])
+    assert load_cfg(["trainer=cpu", "strategy=lloss"]).strategy.params["detach_at"] == 0.6
+
+
+def test_ranking_loss_of_a_single_sample_is_zero_not_nan():
+    pred = torch.tensor([0.7], requires_grad=True)
+    loss = ranking_loss(pred, torch.tensor([1.0]))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert pred.grad.tolist() == [0.0]
 
 
 def test_scheduler_settings_give_160_40_and_159_41_epochs():
@@ -118,12 +155,11 @@ def test_selection_takes_the_highest_predicted_losses():
 
 def test_module_takes_channels_from_the_model_and_any_input_size():
     model = ResNet18(num_classes=10, width=8)
-    hooks = LearningLoss().train_hooks()
-    hooks.start_cycle(model, warm_start=False)
+    plugin = setup_plugin(LearningLoss(), model)
     for size in (32, 48):
         out = model(torch.randn(4, 3, size, size))
-        assert hooks.outputs(out)["pred_loss"].shape == (4,)
-    assert [fc.in_features for fc in hooks.module.branches] == [8, 16, 32, 64]
+        assert plugin.outputs(out)["pred_loss"].shape == (4,)
+    assert [fc.in_features for fc in plugin.module.branches] == [8, 16, 32, 64]
 
 
 def test_paper_preset_equals_the_papers_numbers():
@@ -137,7 +173,8 @@ def test_paper_preset_equals_the_papers_numbers():
     assert t.sched_step == "epoch_end" and t.warm_start is False
     assert t.augment and t.crop_padding == 4 and t.flip
     s = cfg.strategy
-    assert s.margin == 1.0 and s.weight == 1.0 and s.detach_epoch == 120 and s.detach_rule == "ge"
+    assert s.margin == 1.0 and s.weight == 1.0 and s.detach_at * t.epochs == 120 and s.detach_rule == "ge"
+    assert s.detach_epoch is None
     assert s.feature_dim == 128 and s.optimizer is None and s.scheduler is True
 
 
@@ -152,16 +189,14 @@ def test_cpu_preset_keeps_the_fractions_of_training():
     cfg = make_cfg(["experiment=ll4al_cifar10_cpu"])
     epochs = cfg.trainer.epochs
     assert cfg.trainer.milestones[0] == round(epochs * 160 / 200)
-    assert cfg.strategy.detach_epoch == round(epochs * 120 / 200)
+    assert round(cfg.strategy.detach_at * epochs) == round(epochs * 120 / 200) == 7
     assert cfg.budget.subset >= cfg.budget.step
 
 
 def test_lloss_run_records_ranking_accuracies(tmp_path):
-    from al_bench.loop import run_al
-    from conftest import SMOKE, read_metrics
+    from conftest import SMOKE, read_metrics, run_al
 
-    cfg = make_cfg(SMOKE + ["strategy=lloss", "strategy.detach_epoch=1"])
-    metrics = run_al(cfg, tmp_path)
+    metrics = run_al(SMOKE + ["strategy=lloss", "strategy.detach_epoch=1"], tmp_path)
     assert len(metrics) == 2 and metrics == read_metrics(tmp_path)
     for m in metrics:
         assert 0.0 <= m["lpl_rank_acc"] <= 1.0 and 0.0 <= m["entropy_rank_acc"] <= 1.0

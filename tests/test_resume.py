@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_cfg
+from conftest import make_cfg, run_al
 
 # 3 cycles of 64 + 64 labels; 20 epochs make a cycle last a second or more on one CPU thread (about
 # 0.6 s for cycle 0's 64 labels, 1.2 s for cycle 1's 128). Entropy selection depends on the
@@ -133,7 +133,6 @@ def test_killed_run_resumes_to_the_uninterrupted_result(killed_and_resumed, warm
 
 @pytest.mark.slow
 def test_done_run_is_skipped_before_loading_data(killed_and_resumed, monkeypatch):
-    from al_bench import loop
 
     root = killed_and_resumed[0]
     run_dir = root / "killed_false"
@@ -143,7 +142,7 @@ def test_done_run_is_skipped_before_loading_data(killed_and_resumed, monkeypatch
         raise AssertionError("a finished run loaded its dataset")
 
     monkeypatch.setattr("al_bench.data.synthetic.synthetic", no_data)
-    metrics = loop.run_al(make_cfg([*ARGS, "trainer.warm_start=false"]), run_dir)
+    metrics = run_al(([*ARGS, "trainer.warm_start=false"]), run_dir)
     assert [m["cycle"] for m in metrics] == list(range(CYCLES))
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
 
@@ -153,7 +152,6 @@ def test_warm_start_killed_between_checkpoint_and_metrics_line(killed_and_resume
     """checkpoint.pt of cycle 1 is written, its metrics line is not (and a torn line is left
     behind): the rerun takes cycle 1's metrics from the checkpoint instead of retraining a model
     that already saw cycle 1, then trains cycle 2 as the uninterrupted run did."""
-    from al_bench import loop
 
     root = killed_and_resumed[0]
     [reference] = (root / "reference").glob("synthetic/small_cnn/entropy/*trainer.warm_start=true*/seed=0")
@@ -167,7 +165,7 @@ def test_warm_start_killed_between_checkpoint_and_metrics_line(killed_and_resume
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the subprocesses that wrote the reference
     try:
-        loop.run_al(make_cfg([*ARGS, "trainer.warm_start=true"]), run_dir)
+        run_al(([*ARGS, "trainer.warm_start=true"]), run_dir)
     finally:
         torch.set_num_threads(threads)
     assert_same_run(run_dir, reference)

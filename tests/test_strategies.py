@@ -39,7 +39,27 @@ def test_entropy_picks_the_flattest_distributions():
 
 def test_margin_picks_the_smallest_top2_gap():
     # gaps: 0.85, 0.01, 0.01, 0.40, 0.00
-    assert Margin().select(fake_ctx(), np.arange(5), 3).tolist() == [4, 1, 2]
+    assert sorted(Margin().select(fake_ctx(), np.arange(5), 3).tolist()) == [1, 2, 4]
+    assert Margin().select(fake_ctx(), np.arange(5), 1).tolist() == [4]
+
+
+def test_ties_are_broken_at_random_by_the_selections_generator_not_by_position():
+    """A pool ordered class by class must not give the earlier classes every tie."""
+    from al_bench.strategies.base import top_k
+
+    scores = torch.tensor([1.0] * 6 + [0.0] * 4)  # six tied best
+    firsts = [tuple(top_k(scores, 3, np.random.default_rng(s))) for s in range(200)]
+    counts = np.bincount(np.concatenate(firsts), minlength=10)
+    assert counts[6:].sum() == 0 and counts[:6].min() > 60  # each tied index picked ~100 times of 200
+    assert top_k(scores, 3, np.random.default_rng(7)).tolist() == top_k(scores, 3, np.random.default_rng(7)).tolist()
+    assert top_k(scores, 3).tolist() == [0, 1, 2]  # without a generator: by position
+
+
+def test_more_picks_than_candidates_is_refused_by_every_strategy():
+    from al_bench import ConfigError
+
+    with pytest.raises(ConfigError, match="asked for 6 picks from 5 candidates"):
+        Margin().select(fake_ctx(), np.arange(5), 6)
 
 
 def test_least_confidence_picks_the_lowest_max_probability():

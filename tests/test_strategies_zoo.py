@@ -18,18 +18,6 @@ from al_bench.data.pool import Pool
 from al_bench.models.base import Backbone
 from al_bench.strategies.base import SelectionContext
 
-ZOO = ["bald", "var_ratio", "mean_std", "batchbald", "badge", "kmeans", "typiclust", "probcover", "bait",
-       "balentacq", "gradnorm", "dfal", "discriminative", "alfamix", "dacs", "epig", "augmentation_consistency"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster than several fighting over a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def make_ctx(emb=None, probs=None, mc_probs=None, labeled=(), model=None, pool=None, seed=0):
     """A SelectionContext whose predictor returns rows of hand-made tensors (indexed by pool index)."""
@@ -75,7 +63,9 @@ def test_mc_dropout_scores_on_hand_made_samples():
     cands = np.arange(3)
     assert Bald(mc_samples=2).select(make_ctx(mc_probs=MC), cands, 3).tolist() == [1, 2, 0]
     assert MeanStd(mc_samples=2).select(make_ctx(mc_probs=MC), cands, 3).tolist() == [1, 2, 0]
-    assert VarRatio(mc_samples=2).select(make_ctx(mc_probs=MC), cands, 3).tolist() == [1, 0, 2]  # tie: earlier
+    # candidates 0 and 2 tie: the selection's seeded generator orders them, each way for some seed
+    orders = {tuple(VarRatio(mc_samples=2).select(make_ctx(mc_probs=MC, seed=s), cands, 3)) for s in range(20)}
+    assert orders == {(1, 0, 2), (1, 2, 0)}
 
 
 @pytest.mark.parametrize("word", ["bald", "batchbald", "epig", "balentacq"])
@@ -356,13 +346,17 @@ def tiny_pool(images):
 
 
 def model_ctx(model, pool, labeled=()):
-    from al_bench.train import predict
+    from al_bench.training import predict
+
+    def predict_images(images, mc_samples=0):
+        return predict(model, images, pool.mean, pool.std, mc_samples=mc_samples)
 
     def predictor(indices, mc_samples=0):
-        return predict(model, pool.train_x[torch.as_tensor(indices)], pool.mean, pool.std, mc_samples=mc_samples)
+        return predict_images(pool.train_x[torch.as_tensor(indices)], mc_samples)
 
     return SelectionContext(model=model, pool=pool, labeled=np.asarray(labeled, dtype=np.int64),
-                            rng=np.random.default_rng(0), device=torch.device("cpu"), predictor=predictor)
+                            rng=np.random.default_rng(0), device=torch.device("cpu"), predictor=predictor,
+                            image_predictor=predict_images)
 
 
 def test_dfal_ranks_by_distance_to_a_linear_boundary():
@@ -424,19 +418,17 @@ def test_discriminative_picks_what_the_labeled_set_does_not_cover():
 FAST = {"batchbald": ["strategy.num_joint_samples=256"]}
 
 
-def test_every_zoo_strategy_runs_two_cycles(tmp_path):
-    from hydra import compose, initialize_config_module
+STRATEGY_CONFIGS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "strategy").glob("*.yaml"))
 
-    from al_bench.loop import run_al
 
-    for word in ZOO:
-        with initialize_config_module(version_base="1.3", config_module="al_bench.conf"):
-            cfg = compose("config", overrides=[
-                "dataset=synthetic", "model=small_cnn", "trainer=fast", "trainer.epochs=2", "trainer.progress=false",
-                "budget=tiny", "budget.cycles=2", f"strategy={word}", "model.dropout=0.3"] + FAST.get(word, []))
-        run_al(cfg, tmp_path / word)
-        lines = (tmp_path / word / "metrics.jsonl").read_text().splitlines()
-        assert len(lines) == 2, word
-        assert [json.loads(line)["n_labeled"] for line in lines] == [50, 100], word
-        labeled = np.load(tmp_path / word / "labeled" / "cycle_01.npy")
-        assert len(np.unique(labeled)) == 100, word
+@pytest.mark.parametrize("word", STRATEGY_CONFIGS)
+def test_every_strategy_config_runs_two_cycles(tmp_path, word):
+    """Every conf/strategy/*.yaml, end to end: a new strategy is covered without editing a list."""
+    from conftest import SMOKE, run_al
+
+    metrics = run_al(SMOKE + [f"strategy={word}", "model.dropout=0.3"] + FAST.get(word, []), tmp_path)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and [m["n_labeled"] for m in metrics] == [50, 100]
+    assert [json.loads(line)["n_labeled"] for line in lines] == [50, 100]
+    labeled = np.load(tmp_path / "labeled" / "cycle_01.npy")
+    assert len(np.unique(labeled)) == 100

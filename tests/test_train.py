@@ -9,11 +9,12 @@ import torch
 from torch import nn
 
 from al_bench import ConfigError
-from al_bench import train as train_mod
+from al_bench.training import device as device_mod
 from al_bench.data.synthetic import synthetic
 from al_bench.models.small_cnn import SmallCNN
-from al_bench.strategies.base import SelectionContext, Strategy, TrainHooks
-from al_bench.train import TrainSettings, autocast_dtype, fit, predict, resolved_knobs, use_channels_last
+from al_bench.strategies.base import SelectionContext, Strategy
+from al_bench.training import (OptimizerSpec, TrainingPlugin, TrainSettings, autocast_dtype, fit, predict,
+                               resolved_knobs, use_channels_last)
 
 CPU = torch.device("cpu")
 
@@ -54,10 +55,10 @@ def test_precision_and_memory_format_choices(monkeypatch):
     assert autocast_dtype("fp32", CPU) is None
     assert autocast_dtype("bf16", CPU) is torch.bfloat16
     assert autocast_dtype("fp16", CPU) is torch.float16
-    monkeypatch.setattr(train_mod, "cpu_has_amx_bf16", lambda: True)
+    monkeypatch.setattr(device_mod, "cpu_has_amx_bf16", lambda: True)
     assert autocast_dtype("auto", CPU) is torch.bfloat16  # measured ~2.7x faster on AMX CPUs
     assert resolved_knobs(TrainSettings(), CPU) == {"precision": "bf16", "channels_last": True}
-    monkeypatch.setattr(train_mod, "cpu_has_amx_bf16", lambda: False)
+    monkeypatch.setattr(device_mod, "cpu_has_amx_bf16", lambda: False)
     assert autocast_dtype("auto", CPU) is None  # emulated bf16 is slower than fp32
     assert resolved_knobs(TrainSettings(), CPU) == {"precision": "fp32", "channels_last": True}
     assert resolved_knobs(TrainSettings(precision="fp16", channels_last=False), CPU) == \
@@ -112,9 +113,14 @@ def test_training_is_reproducible_bit_for_bit_with_the_default_precision(pool):
 
 def test_eval_every_evaluates_in_between_without_changing_training(pool):
     epochs_seen = []
+
+    class EpochSpy(TrainingPlugin):
+        def after_epoch(self, epoch, ctx):
+            epochs_seen.append(epoch)
+
     model = small_model()
     stats = fit(model, pool, np.arange(64), settings(epochs=5, eval_every=2), torch.Generator().manual_seed(0),
-                on_epoch_end=epochs_seen.append)
+                EpochSpy())
     assert epochs_seen == [0, 1, 2, 3, 4]
     assert [h["epoch"] for h in stats["eval_history"]] == [2, 4]  # the last epoch is the caller's
     assert all(0.0 <= h["test_acc"] <= 1.0 for h in stats["eval_history"])
@@ -125,17 +131,23 @@ def test_eval_every_evaluates_in_between_without_changing_training(pool):
         assert torch.equal(va, vb), k
 
 
-class CountingHooks(TrainHooks):
+class CountingHooks(TrainingPlugin):
     """A one-parameter auxiliary head: predicts a score from the embedding's mean."""
 
     def __init__(self):
         self.module = nn.Linear(1, 1)
 
-    def loss(self, out, target_loss, epoch):
+    def modules(self):
+        return {"head": self.module}
+
+    def optimizers(self):
+        return {"head": OptimizerSpec(self.module.parameters())}
+
+    def loss(self, out, target_loss, step):
         pred = self.module(out.embedding.float().mean(1, keepdim=True)).squeeze(1)
         return ((pred - target_loss.detach()) ** 2).mean()
 
-    def outputs(self, out):
+    def outputs(self, out, x):
         return {"pred_loss": self.module(out.embedding.float().mean(1, keepdim=True)).squeeze(1)}
 
 

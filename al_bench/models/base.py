@@ -33,9 +33,16 @@ class Backbone(nn.Module):
     def features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         raise NotImplementedError
 
-    def classify(self, embedding: torch.Tensor, mc: bool = False) -> torch.Tensor:
-        if self.dropout > 0:
-            embedding = nn.functional.dropout(embedding, self.dropout, training=self.training or mc)
+    def classify(self, embedding: torch.Tensor, mc: bool = False,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """The head on `embedding`; dropout is active in training and, with `mc`, in eval mode too
+        (MC-dropout samples, masks drawn from `generator` when given)."""
+        if self.dropout > 0 and (self.training or mc):
+            if generator is None:
+                embedding = nn.functional.dropout(embedding, self.dropout, training=True)
+            else:
+                keep = torch.empty_like(embedding).bernoulli_(1.0 - self.dropout, generator=generator)
+                embedding = embedding * keep / (1.0 - self.dropout)
         return self.fc(embedding)
 
     def forward(self, x: torch.Tensor) -> ModelOutput:

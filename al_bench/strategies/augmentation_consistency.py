@@ -8,7 +8,8 @@ training. `measure: flip_rate` is the fraction of views whose predicted class di
 prediction on the clean image; `measure: kl` the mean KL(p_view || p_clean).
 
 Choices: the clean image is the reference (not the views' consensus); ties (frequent with
-flip_rate) go to the earlier candidate; the views' randomness is seeded from the run's generator.
+flip_rate) are broken at random and the views drawn from the selection's seeded generator; the
+views are predicted with the trainer's precision and memory format, like the clean pass.
 
 Cost: time O(n_views) forward passes over the N candidates, memory O(N C) beyond one batch.
 
@@ -17,14 +18,15 @@ References: arXiv:1910.07153
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import numpy as np
 import torch
+from annotated_types import Ge
 
-from al_bench import ConfigError
 from al_bench.data.augment import random_crop_flip
 from al_bench.strategies.base import SelectionContext, Strategy, top_k
 from al_bench.strategies.bald import torch_generator
-from al_bench.train import predict
 
 
 def view_disagreement(clean: torch.Tensor, views: list[torch.Tensor], measure: str) -> torch.Tensor:
@@ -40,19 +42,17 @@ def view_disagreement(clean: torch.Tensor, views: list[torch.Tensor], measure: s
 class AugmentationConsistency(Strategy):
     """The candidates whose prediction is least stable under the training augmentation."""
 
-    def __init__(self, n_views: int = 8, measure: str = "flip_rate", crop_padding: int = 4, flip: bool = True,
-                 batch_size: int = 1024):
-        if measure not in ("flip_rate", "kl"):
-            raise ConfigError(f"strategy.measure must be flip_rate or kl, got {measure!r}")
-        if int(n_views) < 1 or int(crop_padding) < 0:
-            raise ConfigError(f"strategy.n_views must be >= 1 and crop_padding >= 0, got {n_views}, {crop_padding}")
+    def __init__(self, n_views: Annotated[int, Ge(1)] = 8, measure: Literal["flip_rate", "kl"] = "flip_rate",
+                 crop_padding: Annotated[int, Ge(0)] = 4, flip: bool = True):
         self.n_views, self.measure = int(n_views), measure
-        self.crop_padding, self.flip, self.batch_size = int(crop_padding), bool(flip), int(batch_size)
+        self.crop_padding, self.flip = int(crop_padding), bool(flip)
 
     def select(self, ctx: SelectionContext, candidates: np.ndarray, k: int) -> np.ndarray:
         clean = ctx.predict(candidates)["probs"]
         x = ctx.pool.train_x[torch.as_tensor(candidates, device=ctx.pool.train_x.device)]
         gen = torch_generator(ctx)
-        views = [predict(ctx.model, random_crop_flip(x, self.crop_padding, self.flip, gen), ctx.pool.mean,
-                         ctx.pool.std, self.batch_size)["probs"] for _ in range(self.n_views)]
-        return candidates[top_k(view_disagreement(clean, views, self.measure), k)]
+        # the views go through the same pass as the clean images (the trainer's precision and
+        # memory format): identical views then agree exactly, whatever the precision
+        views = [ctx.predict_images(random_crop_flip(x, self.crop_padding, self.flip, gen))["probs"]
+                 for _ in range(self.n_views)]
+        return candidates[top_k(view_disagreement(clean, views, self.measure), k, ctx.rng)]

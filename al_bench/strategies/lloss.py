@@ -3,22 +3,24 @@
 A loss-prediction module on the backbone's stage outputs learns to predict each image's target
 loss jointly with the backbone; selection takes the candidates with the HIGHEST predicted loss.
 Every choice on which public reproductions differ is a field here or in the trainer config,
-with the paper's value as default (see ../shared/LL4AL.md and conf/strategy/lloss.yaml).
+with the paper's value as default (docs/learning_loss.md and conf/strategy/lloss.yaml). The
+detach point is a fraction of training (`detach_at`, paper: 120 of 200 epochs = 0.6), so shorter
+schedules detach at the same point of training; `detach_epoch` names an epoch instead.
 """
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import torch
+from annotated_types import Ge, Le
 from torch import nn
 
 from al_bench import ConfigError
 from al_bench.models.lossnet import LossPredictionModule
-from al_bench.strategies.base import ScoreStrategy, TrainHooks
+from al_bench.strategies.base import ScoreStrategy
 from al_bench.strategies.entropy import entropy
-
-PAIRINGS = ("halves", "mirror")
-DETACH_RULES = ("ge", "gt")
-ODD_BATCH = ("drop_last", "error")
+from al_bench.training.plugin import OptimizerSpec, Step, TrainContext, TrainingPlugin
 
 
 def make_pairs(n: int, pairing: str, odd_batch: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,8 +44,11 @@ def ranking_loss(pred: torch.Tensor, true: torch.Tensor, margin: float = 1.0, pa
                  odd_batch: str = "drop_last") -> torch.Tensor:
     """The loss-prediction loss of the paper's eq. 2-3, averaged over the B/2 pairs:
     max(0, -A(l_i, l_j) (lhat_i - lhat_j) + xi), A = +1 if l_i > l_j else -1 (ties: -1).
-    The true losses are constants (detached)."""
+    The true losses are constants (detached). A batch of one sample has no pair: its loss is 0
+    (still attached to `pred`, so a backward pass works)."""
     i, j = make_pairs(pred.shape[0], pairing, odd_batch)
+    if len(i) == 0:
+        return pred.sum() * 0.0
     i, j = i.to(pred.device), j.to(pred.device)
     true = true.detach()
     sign = torch.where(true[i] > true[j], 1.0, -1.0)
@@ -67,35 +72,43 @@ def ranking_accuracy(score: torch.Tensor, true: torch.Tensor, chunk: int = 1024)
     return agree / total if total else float("nan")
 
 
-class LossPredictionHooks(TrainHooks):
+class LossPredictionPlugin(TrainingPlugin):
     """Adds the loss-prediction module to training: target loss + lambda * loss-prediction loss;
-    from `detach_epoch` on (rule "ge"; "gt": after it) the module sees detached stage outputs, so
+    from the detach epoch on (rule "ge"; "gt": after it) the module sees detached stage outputs, so
     its gradient no longer reaches the backbone while it keeps learning."""
 
-    def __init__(self, loss: str, margin: float, weight: float, detach_epoch: int, detach_rule: str,
-                 pairing: str, odd_batch: str, feature_dim: int, optimizer: dict | None, scheduler: bool):
-        for value, allowed, key in ((loss, ("ranking", "mse"), "loss"), (detach_rule, DETACH_RULES, "detach_rule"),
-                                    (pairing, PAIRINGS, "pairing"), (odd_batch, ODD_BATCH, "odd_batch")):
-            if value not in allowed:
-                raise ConfigError(f"strategy.{key} must be one of {', '.join(allowed)}; got {value!r}")
+    def __init__(self, loss: str, margin: float, weight: float, detach_at: float, detach_epoch: int | None,
+                 detach_rule: str, pairing: str, odd_batch: str, feature_dim: int, optimizer: dict | None,
+                 scheduler: bool, keep_module: bool | None):
         self.kind, self.margin, self.weight = loss, float(margin), float(weight)
-        self.detach_epoch, self.detach_rule = int(detach_epoch), detach_rule
+        self.detach_at, self.detach_epoch, self.detach_rule = float(detach_at), detach_epoch, detach_rule
         self.pairing, self.odd_batch, self.feature_dim = pairing, odd_batch, int(feature_dim)
-        self.optimizer = dict(optimizer) if optimizer else None
-        self.follow_schedule = bool(scheduler)
-        self.module = None
+        self.optimizer, self.scheduler, self.keep_module = (dict(optimizer) if optimizer else None), scheduler, keep_module
+        self.module: LossPredictionModule | None = None
+        self.first_detached = detach_epoch  # set from the trainer's epochs in setup()
+
+    def joint_epochs(self, epochs: int) -> int:
+        """The 0-based epoch named by the detach point: `detach_epoch`, else round(detach_at x epochs)."""
+        return int(self.detach_epoch) if self.detach_epoch is not None else int(round(self.detach_at * epochs))
 
     def detached(self, epoch: int) -> bool:
         """True when the module's gradient must not reach the backbone in 0-based `epoch`."""
-        return epoch >= self.detach_epoch if self.detach_rule == "ge" else epoch > self.detach_epoch
+        return epoch >= self.first_detached if self.detach_rule == "ge" else epoch > self.first_detached
 
-    def start_cycle(self, model: nn.Module, warm_start: bool) -> None:
-        if self.module is None or not warm_start:
-            device = next(model.parameters()).device
-            self.module = LossPredictionModule(model.stage_channels, self.feature_dim).to(device)
+    def setup(self, model: nn.Module, ctx: TrainContext, warm_start: bool) -> None:
+        self.first_detached = self.joint_epochs(ctx.settings.epochs)
+        keep = warm_start if self.keep_module is None else self.keep_module
+        if self.module is None or not keep:
+            self.module = LossPredictionModule(model.stage_channels, self.feature_dim).to(ctx.device)
 
-    def loss(self, out, target_loss: torch.Tensor, epoch: int) -> torch.Tensor:
-        stages = [s.detach() for s in out.stages] if self.detached(epoch) else out.stages
+    def modules(self) -> dict[str, nn.Module]:
+        return {"lossnet": self.module} if self.module is not None else {}
+
+    def optimizers(self) -> dict[str, OptimizerSpec]:
+        return {"lossnet": OptimizerSpec(self.module.parameters(), spec=self.optimizer, scheduled=self.scheduler)}
+
+    def loss(self, out, target_loss: torch.Tensor, step: Step) -> torch.Tensor:
+        stages = [s.detach() for s in out.stages] if self.detached(step.epoch) else out.stages
         pred = self.module(stages).float()
         if self.kind == "mse":
             lpl = nn.functional.mse_loss(pred, target_loss.detach())
@@ -103,7 +116,7 @@ class LossPredictionHooks(TrainHooks):
             lpl = ranking_loss(pred, target_loss, self.margin, self.pairing, self.odd_batch)
         return self.weight * lpl
 
-    def outputs(self, out) -> dict[str, torch.Tensor]:
+    def outputs(self, out, x=None) -> dict[str, torch.Tensor]:
         return {"pred_loss": self.module(out.stages)}
 
     def metrics(self, preds, targets) -> dict[str, float]:
@@ -111,10 +124,12 @@ class LossPredictionHooks(TrainHooks):
         return {"lpl_rank_acc": ranking_accuracy(preds["pred_loss"], true),
                 "entropy_rank_acc": ranking_accuracy(entropy(preds["probs"]), true)}
 
-    def describe(self) -> dict:
-        first = self.detach_epoch if self.detach_rule == "ge" else self.detach_epoch + 1
-        return {"lloss_joint_epochs": first,
-                "lloss_detach": f"module gradient into the backbone stops from 0-based epoch {first} on"}
+    def describe(self, settings) -> dict:
+        at = self.joint_epochs(settings.epochs)
+        first = at if self.detach_rule == "ge" else at + 1
+        return {"lloss_joint_epochs": min(first, settings.epochs),
+                "lloss_detach": f"module gradient into the backbone stops from 0-based epoch {first} on"
+                                + (" (never: training ends first)" if first >= settings.epochs else "")}
 
 
 class LearningLoss(ScoreStrategy):
@@ -125,14 +140,28 @@ class LearningLoss(ScoreStrategy):
 
     loss_kind = "ranking"
 
-    def __init__(self, margin: float = 1.0, weight: float = 1.0, detach_epoch: int = 120, detach_rule: str = "ge",
-                 pairing: str = "halves", odd_batch: str = "drop_last", feature_dim: int = 128,
-                 optimizer: dict | None = None, scheduler: bool = True, loss: str | None = None):
-        self.hooks = LossPredictionHooks(loss or self.loss_kind, margin, weight, detach_epoch, detach_rule,
-                                         pairing, odd_batch, feature_dim, optimizer, scheduler)
+    def __init__(self, margin: Annotated[float, Ge(0)] = 1.0, weight: Annotated[float, Ge(0)] = 1.0,
+                 detach_at: Annotated[float, Ge(0), Le(1)] = 0.6, detach_epoch: Annotated[int, Ge(0)] | None = None,
+                 detach_rule: Literal["ge", "gt"] = "ge", pairing: Literal["halves", "mirror"] = "halves",
+                 odd_batch: Literal["drop_last", "error"] = "drop_last", feature_dim: Annotated[int, Ge(1)] = 128,
+                 optimizer: dict | None = None, scheduler: bool = True, keep_module: bool | None = None,
+                 loss: Literal["ranking", "mse"] | None = None):
+        if optimizer is not None and (optimizer.get("name", "sgd") not in ("sgd", "adam") or "lr" in optimizer
+                                      and not float(optimizer["lr"]) > 0):
+            raise ConfigError(f"strategy.optimizer must be null or {{name: sgd|adam, lr: >0, ...}}; got {optimizer}")
+        self.plugin = LossPredictionPlugin(loss or self.loss_kind, margin, weight, detach_at, detach_epoch,
+                                           detach_rule, pairing, odd_batch, feature_dim, optimizer, scheduler,
+                                           keep_module)
 
-    def train_hooks(self) -> TrainHooks:
-        return self.hooks
+    @classmethod
+    def check_settings(cls, params: dict, settings) -> None:
+        epoch = params.get("detach_epoch")
+        if epoch is not None and epoch > settings.epochs:
+            raise ConfigError(f"strategy.detach_epoch={epoch} lies past trainer.epochs={settings.epochs}: the module "
+                              f"would never detach; lower it or use strategy.detach_at (a fraction of training)")
+
+    def train_plugin(self) -> TrainingPlugin:
+        return self.plugin
 
     def score(self, preds):
         return preds["pred_loss"]
