@@ -12,7 +12,8 @@ ones, then the negative ones.
 As the authors' code (jaeohwoo/BalancedEntropy@5cc1a5c, src/torch_utils.py, `balentacq` and
 `marginalized_posterior_entropy`; golden reference of tests/golden/test_balentacq.py):
 - H(Y) is added to MJEnt, which already holds it, so the denominator is sum_c m_c h_c + 2 H(Y);
-  the paper's ratio MJEnt / (H(Y) + log 2) (al-bench's former score) is `paper_ratio: true`;
+  `paper_ratio: true` is MJEnt / (H(Y) + log 2) inverted, al-bench's former score, from its reading
+  of the paper (not re-read against the PDF when this changed);
 - v_c is the unbiased sample variance (S - 1 in the denominator); m_c and v_c are floored at 1e-9,
   alpha and beta are not clipped; a positive m_c h_c is set to 0; a NaN MJEnt becomes -99999999999.
 One departure, by default: log B(a, b) is lgamma(a) + lgamma(b) - lgamma(a + b) (`log_beta: stable`).
