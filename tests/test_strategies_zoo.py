@@ -268,25 +268,31 @@ def test_bait_never_picks_a_point_with_zero_fisher_first():
 
 # --- BalEntAcq, gradnorm, EPIG --------------------------------------------------------------------
 
-def test_beta_entropy_and_balanced_entropy():
+def test_beta_entropy_and_balentacq_on_hand_made_samples():
     from scipy.stats import beta as beta_dist
 
-    from al_bench.strategies.balentacq import Balentacq, balanced_entropy, beta_entropy
+    from al_bench.strategies.balentacq import Balentacq, balentacq, beta_entropy, marginalised_joint_entropy
 
-    for a, b in [(2.0, 3.0), (0.5, 0.5), (10.0, 1.5)]:
-        assert abs(float(beta_entropy(torch.tensor(a), torch.tensor(b))) - beta_dist(a, b).entropy()) < 1e-6
-    # S = 5 samples of p(class 0): m = 0.5, v = 0.08 for row 1, so Beta(1.0625, 1.0625), about uniform, and
-    # MJEnt = h(Beta(2.06, 1.06)) + log 2 > 0 (for Beta(1, 1): h(Beta(2, 1)) = log 1/2 + 1/2 = -0.19)
+    for a, b in [(2.0, 3.0), (0.5, 0.5), (10.0, 1.5), (1250.5, 1249.5)]:
+        a, b = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+        assert abs(float(beta_entropy(a, b)) - beta_dist(float(a), float(b)).entropy()) < 1e-6
+    # S = 5 samples of p(class 0). Row 1: m = 0.5, unbiased v = 0.1, so alpha = beta = 0.75 and each class adds
+    # m h(Beta(1.75, 0.75)) < 0. Row 2: v = 1e-4, Beta(1250.5, 1249.5), h = -3.19, MJEnt < 0. Row 0: v = 0 (floored
+    # at 1e-9), h = -8.9 per class, MJEnt < 0, unless B(alpha + 1, beta) underflows as in the authors' log B.
     mc = torch.tensor([[[0.99, 0.01]] * 5,                                        # confident, agreeing
                        [[q, 1 - q] for q in (0.1, 0.3, 0.5, 0.7, 0.9)],            # wide posterior
-                       [[0.49, 0.51], [0.51, 0.49]] * 2 + [[0.5, 0.5]]])          # uncertain, agreeing
-    m, v = 0.5, 0.08
-    a = m * (m * (1 - m) / v - 1)
-    h = beta_dist(a + 1, a).entropy()
-    bal = balanced_entropy(mc)
-    assert abs(float(bal[1]) - (h + math.log(2)) / (2 * math.log(2))) < 1e-6  # both classes: m h each
-    assert bal[0] < bal[2] < 0 < bal[1]  # narrow posteriors: negative; the wide one positive
+                       [[0.49, 0.51], [0.51, 0.49]] * 2 + [[0.5, 0.5]]], dtype=torch.float64)  # uncertain, agreeing
+    h = beta_dist(1.75, 0.75).entropy()
+    log2 = math.log(2)
+    mjent = marginalised_joint_entropy(mc)
+    assert abs(float(mjent[1]) - (h + log2)) < 1e-9 and mjent[0] < mjent[2] < 0
+    score = balentacq(mc)
+    assert abs(float(score[1]) - 2 * log2 / (h + 2 * log2)) < 1e-9  # (H + log 2) / (MJEnt + H), H = log 2
+    assert abs(float(balentacq(mc, paper_ratio=True)[1]) - 2 * log2 / (h + log2)) < 1e-9  # (H + log 2) / MJEnt
     assert Balentacq(mc_samples=5).select(make_ctx(mc_probs=mc), np.arange(3), 3).tolist() == [1, 2, 0]
+    # the authors' log(B + 1e-32) zeroes row 0's terms: MJEnt = H(Y) and the confident row comes first
+    authors = Balentacq(mc_samples=5, log_beta="authors")
+    assert authors.select(make_ctx(mc_probs=mc), np.arange(3), 3).tolist() == [0, 1, 2]
 
 
 def test_gradnorm_closed_forms_equal_autograd_on_the_last_layer():

@@ -6,6 +6,11 @@ The MC-dropout helpers every Bayesian strategy shares live here too: `require_dr
 must have dropout on its head) and `consistent_mc_probs` (S dropout masks shared by all inputs,
 which joint quantities such as BatchBALD and EPIG need).
 
+BALD is H(mean_s p_s) - mean_s H(p_s) in nats, highest first, as the public code it is checked against in
+tests/golden/test_bald.py: baal (baal-org/baal, heuristics.BALD), DeepAL+ (SineZHAN/deepALplus, BALDDropout,
+which sorts E H - H(mean) ascending: the same order) and the paper authors' Keras script
+(Riashat/Deep-Bayesian-Active-Learning, Dropout_Bald_Q10_N1000_Paper.py, in bits: the same order).
+
 Cost: one trunk pass over the N candidates, then S head passes: time O(N S C D), memory O(N S C).
 
 References: arXiv:1703.02910, arXiv:1112.5745

@@ -1,5 +1,9 @@
 """Maximum predictive entropy (Shannon 1948; in AL: Settles 2009, "Active Learning Literature
-Survey"; as a deep-AL baseline in Yoo & Kweon 2019, arXiv:1905.03677)."""
+Survey"; as a deep-AL baseline in Yoo & Kweon 2019, arXiv:1905.03677), in nats, highest first.
+
+Checked against baal (baal-org/baal, heuristics.Entropy) and DeepAL+ (SineZHAN/deepALplus,
+EntropySampling) in tests/golden/test_entropy.py.
+"""
 
 from __future__ import annotations
 

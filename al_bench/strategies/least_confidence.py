@@ -1,4 +1,10 @@
-"""Least confidence (Lewis & Gale 1994; Settles 2009, "Active Learning Literature Survey")."""
+"""Least confidence (Lewis & Gale 1994; Settles 2009, "Active Learning Literature Survey"): the lowest
+max-probability first.
+
+Checked against baal (baal-org/baal, heuristics.Certainty, max p sorted ascending) and DeepAL+
+(SineZHAN/deepALplus, LeastConfidence) in tests/golden/test_least_confidence.py. DeepAL+'s VarRatio
+computes the same score on the same deterministic prediction.
+"""
 
 from __future__ import annotations
 
