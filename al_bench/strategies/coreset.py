@@ -9,6 +9,11 @@ the initial distances to the labeled centres go block by block (`block` x `block
 tests/test_coreset_scale.py checks the picks against a brute-force N x N implementation and that
 no intermediate tensor reaches N x D or N x N elements; scripts/bench_select.py times 10k-50k pools.
 
+Agrees with the usual baseline code, DeepAL+ (SineZHAN/deepALplus, query_strategies/kcenter_greedy.py,
+KCenterGreedy.query, the same as ej0cl6/deep-active-learning): tests/golden/test_coreset.py pins its
+ordered picks. Ours: with no labeled centres the first pick is the point farthest from the mean (their
+code needs at least one labeled point).
+
 References: arXiv:1708.00489
 """
 

@@ -14,6 +14,9 @@ density rank; group shares softmax(-mean group density / `temperature`), rounded
 remainder, a group's surplus over its size passed on to the next sparsest; the model's own
 embeddings (the paper trains an auxiliary low-dimensional head for them).
 
+No public code by the authors was found (searched GitHub for the paper's title and the first author's
+repositories), so nothing is pinned against it; tests cover the budget rule and chunk invariance.
+
 Cost: time O(N^2 D) for the densities (chunked) + O(N k D) for k-center greedy; memory O(N D)
 plus one (chunk, N) similarity block.
 
@@ -64,11 +67,11 @@ def group_budgets(mean_density: np.ndarray, sizes: np.ndarray, k: int, temperatu
 
 
 def dacs_select(x: torch.Tensor, is_labeled: np.ndarray, k: int, knn: int = 10, num_groups: int = 5,
-                temperature: float = 0.1) -> np.ndarray:
+                temperature: float = 0.1, chunk: int = 2048) -> np.ndarray:
     """Positions (among the unlabeled rows of unit-norm x) picked by density-aware core-set."""
     lab = torch.as_tensor(is_labeled, device=x.device)
     unl = np.flatnonzero(~is_labeled)
-    density = knn_density(x, ~lab, knn).cpu().numpy()
+    density = knn_density(x, ~lab, knn, chunk).cpu().numpy()
     rank = np.argsort(density, kind="stable")  # sparsest first
     groups = [g for g in np.array_split(rank, min(num_groups, len(rank))) if len(g)]
     mean_density = np.array([density[g].mean() for g in groups])
@@ -79,7 +82,7 @@ def dacs_select(x: torch.Tensor, is_labeled: np.ndarray, k: int, knn: int = 10, 
         if b == 0:
             continue
         members = unl[g]
-        chosen = members[k_center_greedy(x[members], centres, int(b))]
+        chosen = members[k_center_greedy(x[members], centres, int(b), chunk)]
         picks += chosen.tolist()
         centres = torch.cat([centres, x[chosen]])
     return np.asarray(picks, dtype=np.int64)

@@ -13,6 +13,12 @@ x is pure when no point of another pseudo-label is within delta, so purity(delta
 of points whose nearest other-label point is at least delta away, and the largest admissible delta
 is an order statistic of those distances: no grid search needed.
 
+Follows the authors' code (avihu111/TypiClust, deep-al/pycls/al/prob_cover.py, ProbCover.construct_graph
+and select_samples): edges x -> y iff ||x - y|| < delta, labeled points' balls covered first, argmax of
+the uncovered out-degree (ties: the earlier row); tests/golden/test_probcover.py pins its picks.
+Not followed: their graph loop skips the last N mod 500 rows as ball centres (a batching slip), and
+once all is covered their argmax returns row 0 (possibly a labeled point) where we draw uniformly.
+
 Cost: time O(N^2 D) for the graph (chunked) and O(k E) for the greedy, E the number of edges;
 memory O(E), up to O(N^2) when delta is large (keep the candidate subset moderate).
 
@@ -56,10 +62,10 @@ def ball_edges(x: torch.Tensor, delta: float, chunk: int = 2048) -> tuple[torch.
 
 
 def probcover_select(x: torch.Tensor, is_labeled: np.ndarray, k: int, delta: float,
-                     rng: np.random.Generator) -> np.ndarray:
+                     rng: np.random.Generator, chunk: int = 2048) -> np.ndarray:
     """Positions (among the unlabeled rows of x) that greedily cover the most uncovered points."""
     n = x.shape[0]
-    src, dst = ball_edges(x, delta)
+    src, dst = ball_edges(x, delta, chunk)
     lab = torch.as_tensor(is_labeled, device=x.device)
     covered = torch.zeros(n, dtype=torch.bool, device=x.device)
     covered[dst[lab[src]]] = True
