@@ -1,51 +1,137 @@
-"""Gradient-norm acquisition (Wang, Sun, Zhang, Wang & Li, "Boosting Active Learning via Improving
-Test Performance", AAAI 2022, arXiv:2112.05683): expected-gradnorm scores a candidate by
-E_{y ~ p(y|x)} ||grad_theta CE(x, y)||, entropy-gradnorm by ||grad_theta H(p(.|x))||.
+"""Gradient-norm acquisition (Wang, Li, Yang, Hu, Zeng, Huang, Xu & Xu, "Boosting Active Learning via
+Improving Test Performance", AAAI 2022, arXiv:2112.05683): a candidate's score is the norm of the
+gradient of an unsupervised loss on it with respect to the model's parameters; the largest first.
 
-Choice: theta is the last linear layer (weights and bias) rather than every parameter, so both
-norms are in closed form from the probabilities and the embedding, no backward pass: the gradient
-with respect to the logits is u = p - onehot(y) (cross-entropy) or u_j = -p_j (log p_j + H)
-(entropy), and for a linear layer ||grad_{W,b}|| = ||u|| sqrt(||e||^2 + 1). `mode: expected|entropy`.
+Default, as the authors' code (xulabs/aitom, aitom/ml/active_learning/al_gradnorm/main.py,
+get_uncertainty + compute_gradnorm, SCHEME = 1 in config.py): the loss is the entropy of the
+prediction, H(p(.|x)); the gradient is taken with respect to every parameter of the backbone, one
+candidate at a time, with the model in eval mode (BatchNorm uses its running statistics, no
+dropout); the score is the sum over parameter tensors of each tensor's L2 (Frobenius) norm.
+The authors' SCHEME = 0 ("expected-gradnorm", sum_y p_y CE(x, y) with p not detached) is the
+same function as the entropy, so it has the same gradient and is not a separate option here.
 
-Cost: time O(N (C + D)), memory O(N (C + D)) on top of the prediction pass.
+Named options:
+- `scope: all` (authors) | `last_layer`: only the final linear layer's weights (and bias with
+  `bias: true`), in closed form from the probabilities and the embedding, no backward pass: the
+  gradient with respect to the logits is u, and grad_W = u e^T, grad_b = u.
+- `mode: entropy` (authors) | `expected`: E_{y ~ p} ||grad CE(x, y)|| with p held fixed, the
+  expectation outside the norm (our reading of "expected empirical loss"; with the expectation
+  inside the norm and p fixed the gradient is zero, since sum_y p_y (p - onehot(y)) = 0).
+- `reduction: sum` (authors: sum of per-tensor norms) | `total` (the L2 norm of the whole
+  gradient vector).
+
+Cost: scope all: one forward and backward per candidate (times C for `expected`), done as per-sample
+gradients (torch.func.vmap) over `batch_size` candidates; memory O(batch_size x parameters).
+scope last_layer: time and memory O(N (C + D)) on top of the prediction pass.
 
 References: arXiv:2112.05683
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from torch.func import functional_call, grad, vmap
 
 from al_bench import ConfigError
-from al_bench.strategies.base import ScoreStrategy
+from al_bench.data.augment import Normalize
+from al_bench.strategies.base import SelectionContext, Strategy, top_k
+
+MODES, SCOPES, REDUCTIONS = ("entropy", "expected"), ("all", "last_layer"), ("sum", "total")
 
 
-def expected_gradnorm(probs: torch.Tensor, emb: torch.Tensor, bias: bool = True) -> torch.Tensor:
+def _combine(weight_norm: torch.Tensor, bias_norm: torch.Tensor | None, reduction: str) -> torch.Tensor:
+    if bias_norm is None:
+        return weight_norm
+    return weight_norm + bias_norm if reduction == "sum" else (weight_norm ** 2 + bias_norm ** 2).sqrt()
+
+
+def expected_gradnorm(probs: torch.Tensor, emb: torch.Tensor, bias: bool = True,
+                      reduction: str = "sum") -> torch.Tensor:
+    """E_{y ~ p} ||grad_{W,b} CE(x, y)|| of the last linear layer, p held fixed."""
     p = probs.double()
     # ||p - onehot(y)||^2 = ||p||^2 - 2 p_y + 1
-    per_label = ((p * p).sum(1, keepdim=True) - 2 * p + 1).clamp_min(0).sqrt()
-    return (p * per_label).sum(1) * input_norm(emb, bias)
+    u_norm = ((p * p).sum(1, keepdim=True) - 2 * p + 1).clamp_min(0).sqrt()  # (N, C), one per label y
+    e_norm = emb.double().norm(dim=1, keepdim=True)
+    return (p * _combine(u_norm * e_norm, u_norm if bias else None, reduction)).sum(1)
 
 
-def entropy_gradnorm(probs: torch.Tensor, emb: torch.Tensor, bias: bool = True) -> torch.Tensor:
+def entropy_gradnorm(probs: torch.Tensor, emb: torch.Tensor, bias: bool = True,
+                     reduction: str = "sum") -> torch.Tensor:
+    """||grad_{W,b} H(p(.|x))|| of the last linear layer: dH/dz_j = -p_j (log p_j + H)."""
     p = probs.double()
     logp = torch.log(p.clamp_min(1e-30))
     h = -(p * logp).sum(1, keepdim=True)
-    return (p * (logp + h)).norm(dim=1) * input_norm(emb, bias)
+    u_norm = (p * (logp + h)).norm(dim=1)
+    return _combine(u_norm * emb.double().norm(dim=1), u_norm if bias else None, reduction)
 
 
-def input_norm(emb: torch.Tensor, bias: bool) -> torch.Tensor:
-    return ((emb.double() ** 2).sum(1) + (1.0 if bias else 0.0)).sqrt()
+def _tensor_norms(grads: dict[str, torch.Tensor], reduction: str) -> torch.Tensor:
+    norms = torch.stack([g.flatten(1).double().norm(dim=1) for g in grads.values()], 1)  # (B, tensors)
+    return norms.sum(1) if reduction == "sum" else norms.pow(2).sum(1).sqrt()
 
 
-class Gradnorm(ScoreStrategy):
-    """The candidates whose last-layer gradient is expected to be largest."""
+def full_gradnorm(model: torch.nn.Module, x: torch.Tensor, mode: str = "entropy",
+                  reduction: str = "sum") -> torch.Tensor:
+    """Per-sample gradient norm over every trainable parameter of `model` for model inputs x (B, ...),
+    each sample on its own (batch of one), in the model's current train/eval mode."""
+    params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
+    buffers = dict(model.named_buffers())
 
-    def __init__(self, mode: str = "expected", bias: bool = True):
-        if mode not in ("expected", "entropy"):
-            raise ConfigError(f"strategy.mode must be expected or entropy, got {mode!r}")
-        self.mode, self.bias = mode, bool(bias)
+    def logits(p, xi):
+        return functional_call(model, (p, buffers), (xi.unsqueeze(0),)).logits.float()[0]
 
-    def score(self, preds):
-        fn = expected_gradnorm if self.mode == "expected" else entropy_gradnorm
-        return fn(preds["probs"], preds["embedding"], self.bias)
+    def entropy_loss(p, xi):
+        logp = torch.log_softmax(logits(p, xi), 0)
+        return -(logp.exp() * logp).sum()
+
+    if mode == "entropy":
+        return _tensor_norms(vmap(grad(entropy_loss), in_dims=(None, 0))(params, x), reduction)
+
+    def ce_loss(p, xi, y: int):
+        return -torch.log_softmax(logits(p, xi), 0)[y]
+
+    with torch.no_grad():
+        probs = torch.softmax(model(x).logits.float(), 1).double()
+    score = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    for y in range(probs.shape[1]):
+        per_label = vmap(grad(ce_loss), in_dims=(None, 0, None))(params, x, y)
+        score += probs[:, y] * _tensor_norms(per_label, reduction)
+    return score
+
+
+class Gradnorm(Strategy):
+    """The candidates whose loss gradient is largest."""
+
+    def __init__(self, mode: str = "entropy", scope: str = "all", reduction: str = "sum", bias: bool = True,
+                 batch_size: int = 32):
+        if mode not in MODES or scope not in SCOPES or reduction not in REDUCTIONS:
+            raise ConfigError(f"strategy.mode must be one of {MODES}, scope one of {SCOPES}, reduction one of "
+                              f"{REDUCTIONS}; got {mode!r}, {scope!r}, {reduction!r}")
+        if int(batch_size) < 1:
+            raise ConfigError(f"strategy.batch_size must be >= 1, got {batch_size}")
+        self.mode, self.scope, self.reduction = mode, scope, reduction
+        self.bias, self.batch_size = bool(bias), int(batch_size)
+
+    def scores(self, ctx: SelectionContext, candidates: np.ndarray) -> torch.Tensor:
+        if self.scope == "last_layer":
+            preds = ctx.predict(candidates)
+            fn = expected_gradnorm if self.mode == "expected" else entropy_gradnorm
+            return fn(preds["probs"], preds["embedding"], self.bias, self.reduction)
+        model = ctx.model
+        was_training = model.training
+        model.eval()
+        # fp32, NCHW: the per-sample gradients need no autocast and no channels_last strides
+        normalize = Normalize(ctx.pool.mean, ctx.pool.std, ctx.device, channels_last=False)
+        idx = torch.as_tensor(candidates, device=ctx.device)
+        out = []
+        try:
+            for start in range(0, len(candidates), self.batch_size):
+                x = normalize(ctx.pool.train_x[idx[start:start + self.batch_size]])
+                out.append(full_gradnorm(model, x, self.mode, self.reduction).cpu())
+        finally:
+            model.train(was_training)
+        return torch.cat(out)
+
+    def select(self, ctx: SelectionContext, candidates: np.ndarray, k: int) -> np.ndarray:
+        return candidates[top_k(self.scores(ctx, candidates), k)]
