@@ -6,7 +6,7 @@ file aitom/ml/active_learning/al_gradnorm/main.py, functions get_uncertainty and
 run on CPU (their `.cuda()` calls made no-ops) with SCHEME = 1 (entropy-gradnorm, config.py's
 default) and NUM_CLASS = 3, on `tiny_model()` (eval mode, as get_uncertainty sets it) and a loader of
 ten batches of one image each: `tiny_pool().train_x` normalised by al_bench.data.augment.Normalize
-with the pool's mean and std (NCHW, fp32). SCHEME = 0 gave the same scores to 1e-7 relative.
+with the pool's mean and std (NCHW, fp32). SCHEME = 0 gave the same scores to 4e-7 relative.
 Their `uncertainty` vector (sum over parameter tensors of each gradient's L2 norm) is pinned below;
 their selection is np.argsort(uncertainty)[-k:], the highest last, pinned as PICKS (highest first).
 """
