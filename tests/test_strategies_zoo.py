@@ -313,11 +313,14 @@ def test_gradnorm_closed_forms_equal_autograd_on_the_last_layer():
         want_exp.append(sum(float(probs[i, y]) * grad_norm(ce[y]) for y in range(3)))
         p = torch.softmax(logits, 1)
         want_ent.append(grad_norm(-(p * torch.log(p)).sum()))
-    assert torch.allclose(expected_gradnorm(probs, emb), torch.tensor(want_exp, dtype=torch.float64))
-    assert torch.allclose(entropy_gradnorm(probs, emb), torch.tensor(want_ent, dtype=torch.float64))
+    # the norm of the whole (W, b) gradient: reduction "total"
+    assert torch.allclose(expected_gradnorm(probs, emb, reduction="total"), torch.tensor(want_exp, dtype=torch.float64))
+    assert torch.allclose(entropy_gradnorm(probs, emb, reduction="total"), torch.tensor(want_ent, dtype=torch.float64))
     flat = torch.tensor([[0.98, 0.01, 0.01], [0.34, 0.33, 0.33]])
     same = torch.ones(2, 4)
-    assert Gradnorm("expected").select(make_ctx(emb=same, probs=flat), np.arange(2), 1).tolist() == [1]
+    # the closed form needs no model (the default scope, all parameters, does)
+    ctx = make_ctx(emb=same, probs=flat)
+    assert Gradnorm("expected", scope="last_layer").select(ctx, np.arange(2), 1).tolist() == [1]
 
 
 def test_epig_is_the_shared_information_with_the_targets():
