@@ -226,7 +226,8 @@ def test_dacs_budget_goes_to_the_sparse_group():
 # --- BAIT -----------------------------------------------------------------------------------------
 
 def brute_force_bait(probs, emb, is_labeled, k, lam, oversample, top):
-    """BAIT's forward-backward greedy with explicit (C D) x (C D) Fisher matrices."""
+    """BAIT's forward-backward greedy with explicit (C D) x (C D) Fisher matrices; as in the authors' code,
+    a labeled point's Fisher weighs 1 / (|L| + k) and a pick's k / (|L| + k)."""
     c, d = probs.shape[1], emb.shape[1]
     scale = int(is_labeled.sum()) + k
 
@@ -242,15 +243,16 @@ def brute_force_bait(probs, emb, is_labeled, k, lam, oversample, top):
     unl = np.flatnonzero(~is_labeled)
     chosen: list[int] = []
     for _ in range(oversample * k):
-        obj = {i: float(torch.trace(torch.linalg.solve(m + fisher(i, top) / scale, f))) for i in unl if i not in chosen}
+        obj = {i: float(torch.trace(torch.linalg.solve(m + fisher(i, top) * k / scale, f)))
+               for i in unl if i not in chosen}
         best = min(obj, key=obj.get)
         chosen.append(best)
-        m = m + fisher(best, top) / scale
+        m = m + fisher(best, top) * k / scale
     while len(chosen) > k:
-        obj = {i: float(torch.trace(torch.linalg.solve(m - fisher(i, top) / scale, f))) for i in chosen}
+        obj = {i: float(torch.trace(torch.linalg.solve(m - fisher(i, top) * k / scale, f))) for i in chosen}
         worst = min(obj, key=obj.get)
         chosen.remove(worst)
-        m = m - fisher(worst, top) / scale
+        m = m - fisher(worst, top) * k / scale
     return chosen
 
 
