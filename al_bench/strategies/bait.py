@@ -2,21 +2,26 @@
 Embeddings", NeurIPS 2021, arXiv:2106.09675).
 
 Picks the batch S minimising tr((M_S)^-1 F): F is the average last-layer Fisher information over the
-pool (labeled and candidates), M_S = lambda I + (1/n) sum over the labeled set and S of each point's
-Fisher, n = |L| + k. The point's Fisher is I(x) = sum_y p_y g_y g_y^T with g_y = (p - onehot(y)) (x) e,
-the last-layer gradient for label y; it has rank <= C, I(x) = V_x V_x^T, V_x = B_x (x) e / sqrt(n)
-with columns B_x[:, y] = sqrt(p_y) (p - onehot(y)). As in the paper the greedy goes forward to
-`oversample` * k points (each step the largest trace decrease, Woodbury on a rank-C update), then
-backward, removing the point whose removal raises the trace least, down to k.
+pool (labeled and candidates), and, as in the authors' code (JordanAsh/badge,
+query_strategies/bait_sampling.py), M_S = lambda I + 1/(|L| + k) sum_{x in L} I(x) + k/(|L| + k)
+sum_{x in S} I(x): each labeled point weighs 1/(|L| + k), each pick k/(|L| + k), so the batch's
+Fisher counts as much as a mean over the labeled set and the greedy trades coverage against
+uncertainty (with a 1/(|L| + k) pick weight it is nearly pointwise). `lam` is the absolute ridge
+lambda. The point's Fisher is I(x) = sum_y p_y g_y g_y^T with g_y = (p - onehot(y)) (x) e, the
+last-layer gradient for label y; it has rank <= C, and a pick's weighted Fisher is V_x V_x^T with
+V_x = sqrt(k / (|L| + k)) B_x (x) e, columns B_x[:, y] = sqrt(p_y) (p - onehot(y)). As in the
+code the greedy goes forward to `oversample` * k points (each step the largest trace decrease,
+Woodbury on a rank-C update), then backward, removing the point whose removal raises the trace
+least, down to k; the result keeps the forward order.
 
 Low-rank form (the open choice): with A = M^-1, every candidate keeps W_x = A V_x (C d x c), and
 the c x c matrices V_x^T W_x and W_x^T F W_x; a pick updates them all from the picked W_p in
-O(N C d c^2), using the Kronecker structure of V_x so V is never stored. Two reductions keep this in
-memory for a 10k subset: the embedding is projected on its top `proj_dim` uncentred principal
-directions (d = min(D, proj_dim); the Fisher restricted to that subspace of the last layer), and
-each point's Fisher keeps its `top_classes` most probable labels (c = min(C, top_classes); exact
-when c = C). F itself is exact in the projected space. `lam` is lambda, relative to the average
-Fisher.
+O(N C d c^2), using the Kronecker structure of V_x so V is never stored. Two named reductions (ours,
+not the authors') keep this in memory for a 10k subset: the embedding is projected on its top
+`proj_dim` uncentred principal directions (d = min(D, proj_dim); the Fisher restricted to that
+subspace of the last layer), and each point's Fisher keeps its `top_classes` most probable labels
+(c = min(C, top_classes)). With proj_dim >= D and top_classes >= C the method is the authors' exactly
+(the golden test checks that); F itself is always exact in the projected space.
 
 Cost: time O(N C^2 d^2 + (C d)^3) to set up, then O(N C d c^2) per step for (1 + oversample) k
 steps; memory O(N C d c) for W (10k x 320 x 10 doubles = 256 MB at C = 10, d = 32) + O((C d)^2).
@@ -74,7 +79,7 @@ def bait_select(probs: torch.Tensor, emb: torch.Tensor, is_labeled: np.ndarray, 
     a = torch.linalg.inv(m0)
     a = (a + a.T) / 2
     top = min(top_classes, c)
-    b = class_factors(probs[rows], top) / np.sqrt(scale)  # (N, C, c)
+    b = class_factors(probs[rows], top) * np.sqrt(k / scale)  # (N, C, c): a pick weighs k / (|L| + k)
     e = emb[rows]
     n = len(rows)
     w = torch.empty((n, c * d, top), dtype=torch.float64, device=probs.device)

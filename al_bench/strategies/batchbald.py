@@ -2,18 +2,24 @@
 Deep Bayesian Active Learning", NeurIPS 2019, arXiv:1906.08158).
 
 Greedy maximisation of the joint mutual information I(y_1..y_b; w) = H(y_1..y_b) - sum_i E_w H(y_i|w):
-step b adds the candidate n maximising H(y_A, y_n) - E_w H(y_n|w). The joint entropy is exact
-(all C^|A| label configurations of the picks A, as an M x S matrix of p(y_A | w_s)) while
-C^|A| * C <= `num_joint_samples`; beyond that it is the paper's Monte-Carlo estimate: M =
-`num_joint_samples` configurations are drawn from p(y_A) (a weight sample s, then each label from
-p(y_i | w_s)), and H(y_A, y_n) ~ -1/M sum_m sum_y p(y | y^m_A) log p(y^m_A, y). Rows are rescaled
-to sum to one (only a candidate-independent constant changes), so long batches do not underflow.
+step b adds the candidate n maximising H(y_A, y_n) - E_w H(y_n|w) (the score reported also subtracts
+the picks' sum_i E_w H(y_i|w), as the authors' code does). As in the authors' code (BlackHC/batchbald_redux,
+batchbald.py `get_batchbald_batch` with joint_entropy.py `DynamicJointEntropy`), the joint entropy of the
+picks A with each candidate is exact (all C^|A| label configurations of A, an M x S matrix of
+p(y_A | w_s)) while C^|A| <= M = `num_joint_samples`; beyond that it is a Monte-Carlo estimate drawn
+afresh at every step: for each of the S weight samples w_j, M // S configurations y^m_A ~ p(y_A | w_j)
+(stratified over the weight samples), and H(y_A, y_n) ~ -1/M sum_m sum_y p(y^m_A, y) log p(y^m_A, y) /
+p(y^m_A). The draw is the authors' (one multinomial call over the (|A| S, C) rows, M // S draws each),
+so with the same generator state the sampled picks equal theirs. Rows are rescaled to a maximum of one
+(and the scale added back), so long batches do not underflow.
 
 Choices: the S weight samples are S dropout masks on the head shared by all candidates
-(consistent MC dropout, as the joint needs); `mc_samples` S, `num_joint_samples` M.
+(consistent MC dropout, as the joint needs); `mc_samples` S, `num_joint_samples` M. When M < S one
+configuration is drawn per weight sample (the authors' code draws none).
 
-Cost per greedy step: time O(N M S C), memory O(N S C + M S) plus a chunk of the (N, M, C) joint;
-k steps in all. With M = 10,000, S = 20, C = 10 that is 2e10 multiply-adds per step for N = 10k.
+Cost per greedy step: time O(N M S C) (+ O(|A| S M) to redraw the configurations), memory
+O(N S C + M S + |A| M) plus a chunk of the (N, M, C) joint; k steps in all. With M = 10,000, S = 20,
+C = 10 that is 2e10 multiply-adds per step for N = 10k.
 
 References: arXiv:1906.08158
 """
@@ -24,7 +30,8 @@ import numpy as np
 import torch
 
 from al_bench import ConfigError
-from al_bench.strategies.bald import require_dropout, check_mc_samples, consistent_mc_probs, entropy_last, torch_generator
+from al_bench.strategies.bald import (require_dropout, check_mc_samples, consistent_mc_probs, entropy_last,
+                                     torch_generator)
 from al_bench.strategies.base import SelectionContext, Strategy
 
 
@@ -41,50 +48,55 @@ def joint_entropy(configs: torch.Tensor, weights: torch.Tensor, probs: torch.Ten
     return out
 
 
-def sample_configs(probs: torch.Tensor, picks: list[int], m: int, generator: torch.Generator) -> tuple:
-    """Draw m label configurations of the picks from p(y_A): a weight sample per configuration, then
-    each label from p(y_i | w). Returns (weight sample per row (m,), p(y^m_A | w_s) (m, S), rescaled)."""
-    s = probs.shape[1]
-    rows = torch.randint(0, s, (m,), device=probs.device, generator=generator)
-    configs = torch.ones((m, s), dtype=torch.float64, device=probs.device)
-    for i in picks:
-        configs = extend_sampled(configs, rows, probs[i], generator)
-    return rows, configs
+def sample_configs(probs: torch.Tensor, picks: list[int], m: int, generator: torch.Generator | None) -> tuple:
+    """Draw max(1, m // S) label configurations of the picks per weight sample w_j, each label from p(y_i | w_j).
+    Returns (configs, log_scale): p(y^m_A | w_s) = configs[m, s] exp(log_scale[m]), each row's maximum 1."""
+    p = probs[picks]  # (A, S, C)
+    a, s, c = p.shape
+    per = max(1, m // s)
+    labels = torch.multinomial(p.reshape(a * s, c), per, replacement=True, generator=generator)
+    labels = labels.view(a, s * per)  # row j * per + r: drawn under w_j
+    log_p = torch.zeros((s * per, s), dtype=torch.float64, device=probs.device)
+    for i in range(a):
+        log_p += torch.log(p[i][:, labels[i]].T)  # 0 only where the label could not have been drawn
+    log_scale = log_p.max(dim=1).values
+    return torch.exp(log_p - log_scale[:, None]), log_scale
 
 
-def extend_sampled(configs, rows, probs_i, generator):
-    y = torch.multinomial(probs_i[rows].float(), 1, generator=generator).squeeze(1)  # (M,)
-    configs = configs * probs_i[:, y].T  # (M, S): p(y^m_i | w_s)
-    return configs / configs.sum(dim=1, keepdim=True).clamp_min(1e-300)
+def batchbald_batch(mc_probs: torch.Tensor, k: int, num_joint_samples: int, generator: torch.Generator | None = None,
+                    chunk_elems: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of k candidates chosen greedily by BatchBALD from mc_probs (N, S, C), and each pick's
+    score I(y_A, y_n; w) (the authors' candidate_scores)."""
+    probs = mc_probs.double()
+    n, s, c = probs.shape
+    cond = entropy_last(probs).mean(dim=1)
+    exact = torch.ones((1, s), dtype=torch.float64, device=probs.device)
+    available = torch.ones(n, dtype=torch.bool, device=probs.device)
+    picks: list[int] = []
+    scores: list[float] = []
+    for _ in range(min(k, n)):
+        if c ** len(picks) <= num_joint_samples:
+            ones = torch.ones(exact.shape[0], dtype=torch.float64, device=probs.device)
+            h = joint_entropy(exact, ones, probs, chunk_elems)
+        else:  # importance weights 1 / (M p(y^m_A)) for configurations drawn from p(y_A)
+            configs, log_scale = sample_configs(probs, picks, num_joint_samples, generator)
+            weights = s / (configs.shape[0] * configs.sum(dim=1))
+            h = joint_entropy(configs, weights, probs, chunk_elems) - log_scale.mean()
+        score = h - cond - cond[picks].sum()
+        score[~available] = -float("inf")
+        i = int(torch.argmax(score))
+        picks.append(i)
+        scores.append(float(score[i]))
+        available[i] = False
+        if c ** len(picks) <= num_joint_samples:
+            exact = (exact[:, None, :] * probs[i].T[None, :, :]).reshape(-1, s)
+    return np.asarray(picks, dtype=np.int64), np.asarray(scores)
 
 
 def batchbald_select(mc_probs: torch.Tensor, k: int, num_joint_samples: int,
                      generator: torch.Generator | None = None) -> np.ndarray:
     """Positions of k candidates chosen greedily by BatchBALD from mc_probs (N, S, C)."""
-    probs = mc_probs.double()
-    n, s, c = probs.shape
-    cond = entropy_last(probs).mean(dim=1)
-    configs = torch.ones((1, s), dtype=torch.float64, device=probs.device)
-    rows = None  # set once the joint is sampled
-    available = torch.ones(n, dtype=torch.bool, device=probs.device)
-    picks: list[int] = []
-    for _ in range(min(k, n)):
-        if rows is None:
-            weights = torch.ones(configs.shape[0], dtype=torch.float64, device=probs.device)
-        else:  # importance weights 1 / (M p(y^m_A)); constant once rows are rescaled
-            weights = s / (configs.shape[0] * configs.sum(dim=1))
-        score = joint_entropy(configs, weights, probs) - cond
-        score[~available] = -float("inf")
-        i = int(torch.argmax(score))
-        picks.append(i)
-        available[i] = False
-        if rows is None and configs.shape[0] * c * c <= num_joint_samples:
-            configs = (configs[:, None, :] * probs[i].T[None, :, :]).reshape(-1, s)
-        elif rows is None:
-            rows, configs = sample_configs(probs, picks, num_joint_samples, generator)
-        else:
-            configs = extend_sampled(configs, rows, probs[i], generator)
-    return np.asarray(picks, dtype=np.int64)
+    return batchbald_batch(mc_probs, k, num_joint_samples, generator)[0]
 
 
 class Batchbald(Strategy):

@@ -5,9 +5,15 @@ EPIG(x) = E_{x* ~ p*(x*)} I(y; y* | x, x*): how much labelling x tells about the
 target inputs x*. With S weight samples, p(y, y*) = 1/S sum_s p_s(y|x) p_s(y*|x*) and
 I = sum_{y, y*} p(y, y*) log(p(y, y*) / (p(y) p(y*))), averaged over M = `num_targets` targets.
 
-Choices: the targets are drawn uniformly (seeded) from the whole unlabeled pool, not only the
-candidate subset; the S weight samples are S dropout masks on the head shared by candidates and
-targets (consistent MC dropout, as the joint needs); `mc_samples` S.
+The score equals the authors' (fbickfordsmith/epig, src/uncertainty/epig_logprobs.py
+`epig_from_logprobs_using_matmul`, which its MC-dropout trainer calls; the golden test pins it). As there,
+the S weight samples are S dropout masks on the head shared by candidates and targets (consistent MC
+dropout, as the joint needs); `mc_samples` S (the authors' n_samples_test), `num_targets` M (their
+n_target_samples, 100).
+
+Choice (ours): the targets are drawn uniformly (seeded) from the whole unlabeled pool, not only the
+candidate subset; the authors' code draws a fresh batch of M from a separate "target" split of the
+training set that is never labeled.
 
 Cost: time O(N M S C^2), memory O((N + M) S C) plus a chunk of the (N, M, C, C) joint.
 
