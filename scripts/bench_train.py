@@ -3,7 +3,7 @@
 Both train the CIFAR ResNet-18 with the loss-prediction module of Yoo & Kweon 2019 (ranking loss,
 lambda = 1, margin 1) on the same labeled subset, batch 128, SGD lr 0.1 momentum 0.9 wd 5e-4:
 
-  al-bench   al_bench.train.fit with its defaults (uint8 images on the device, batched crop/flip and
+  al-bench   al_bench.training.fit with its defaults (uint8 images on the device, batched crop/flip and
              normalisation there, precision and channels_last "auto") and the learning-loss plugin;
   reference  a torchvision-style dataset over the same uint8 images, PIL RandomCrop(32, padding=4) +
              RandomHorizontalFlip + ToTensor + Normalize, a DataLoader with a random subset sampler,

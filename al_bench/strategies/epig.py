@@ -64,4 +64,4 @@ class Epig(Strategy):
         targets = np.sort(ctx.rng.choice(unlabeled, size=min(self.num_targets, len(unlabeled)), replace=False))
         probs = consistent_mc_probs(ctx, np.concatenate([candidates, targets]), self.mc_samples, "epig",
                                     torch_generator(ctx))
-        return candidates[top_k(epig(probs[:len(candidates)], probs[len(candidates):]), k)]
+        return candidates[top_k(epig(probs[:len(candidates)], probs[len(candidates):]), k, ctx.rng)]

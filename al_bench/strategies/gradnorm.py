@@ -154,4 +154,4 @@ class Gradnorm(Strategy):
         return torch.cat(out)
 
     def select(self, ctx: SelectionContext, candidates: np.ndarray, k: int) -> np.ndarray:
-        return candidates[top_k(self.scores(ctx, candidates), k)]
+        return candidates[top_k(self.scores(ctx, candidates), k, ctx.rng)]

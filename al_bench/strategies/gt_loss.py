@@ -23,4 +23,4 @@ class GroundTruthLoss(Strategy):
         preds = ctx.predict(candidates)
         labels = ctx.pool.train_y[candidates]
         true_loss = nn.functional.cross_entropy(preds["logits"], labels.to(preds["logits"].device), reduction="none")
-        return candidates[top_k(true_loss, k)]
+        return candidates[top_k(true_loss, k, ctx.rng)]

@@ -76,7 +76,7 @@ def tiny_pool() -> Pool:
 
 
 def ctx_for(model, pool) -> SelectionContext:
-    from al_bench.train import predict
+    from al_bench.training import predict
 
     def predictor(indices, mc_samples=0):
         return predict(model, pool.train_x[torch.as_tensor(indices)], pool.mean, pool.std)

@@ -41,18 +41,17 @@ Tolerances below leave about 5x room over that residue; removing the mirror pair
 """
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from al_bench.data.pool import Pool
 from al_bench.models.lossnet import LossPredictionModule
 from al_bench.strategies.lloss import ranking_loss
-from al_bench.train import TrainSettings, fit
-from conftest import make_cfg
+from al_bench.training import TrainSettings, fit
+from conftest import load_cfg
 
 REFERENCE = "Mephisto405/Learning-Loss-for-Active-Learning@3c11ff7cf96d8bb4596209fe56265630fda19da6"
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)  # the reference's Normalize
@@ -123,19 +122,13 @@ def fixed_weights(module: torch.nn.Module, seed: int) -> None:
                 p.copy_(0.1 * r)
 
 
-def build(node, **kwargs):
-    params = OmegaConf.to_container(node, resolve=True)
-    params.pop("name", None)
-    return instantiate(params, **kwargs, _convert_="all")
-
-
 def reference_setup(overrides=()):
     """The paper's ResNet-18 and the strategy of the public-code preset, detaching after epoch 1."""
-    cfg = make_cfg(["experiment=ll4al_reference_impl", "strategy.detach_epoch=1", *overrides])
-    model = build(cfg.model, num_classes=10, in_channels=3)
+    cfg = load_cfg(["experiment=ll4al_reference_impl", "strategy.detach_epoch=1", *overrides])
+    model = cfg.model.build(num_classes=10, in_channels=3)
     fixed_weights(model, 0)
-    hooks = build(cfg.strategy).train_hooks()
-    hooks.start_cycle(model, warm_start=False)
+    hooks = cfg.strategy.build().train_plugin()
+    hooks.setup(model, SimpleNamespace(settings=cfg.trainer, device=torch.device("cpu")), warm_start=False)
     fixed_weights(hooks.module, 1)
     return model, hooks
 
@@ -201,9 +194,9 @@ def test_four_fit_steps_equal_the_references_train_epoch():
     seen = []
     loss_of = hooks.loss
 
-    def recording_loss(out, target_loss, epoch):
-        value = loss_of(out, target_loss, epoch)
-        seen.append((epoch, target_loss.detach().clone(), value.item()))
+    def recording_loss(out, target_loss, step):
+        value = loss_of(out, target_loss, step)
+        seen.append((step.epoch, target_loss.detach().clone(), value.item()))
         return value
 
     hooks.loss = recording_loss
@@ -243,7 +236,7 @@ def test_detach_rule_is_the_references_epoch_greater_than_detach_epoch():
         hooks.module.zero_grad(set_to_none=True)
         out = model(x)
         target = torch.nn.functional.cross_entropy(out.logits, labels, reduction="none")
-        hooks.loss(out, target, epoch).backward()  # the module's loss alone
+        hooks.loss(out, target, SimpleNamespace(epoch=epoch)).backward()  # the module's loss alone
         reached.append(sum(p.grad.abs().sum().item() for p in model.parameters() if p.grad is not None))
         assert sum(p.grad.abs().sum().item() for p in hooks.module.parameters()) > 0  # the module still learns
     assert reached[0] > 0 and reached[1] == 0.0, f"module gradient into the backbone at epochs 1, 2: {reached}"
