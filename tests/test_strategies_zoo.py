@@ -415,7 +415,7 @@ def test_discriminative_picks_what_the_labeled_set_does_not_cover():
     gen = torch.Generator().manual_seed(0)
     near = 0.1 * torch.randn(20, 2, generator=gen)
     emb = torch.cat([near, torch.tensor([[5.0, 5.0], [-5.0, -5.0]])])  # rows 0..9 labeled
-    strategy = Discriminative(sub_batches=2, hidden=16, layers=1, lr=0.05, max_epochs=200)
+    strategy = Discriminative(sub_batches=2, hidden=16, layers=1, lr=0.05, epochs=200, batch_size=64)
     picks = strategy.select(make_ctx(emb=emb, labeled=range(10)), np.arange(10, 22), 2)
     assert sorted(picks.tolist()) == [20, 21]
 

@@ -1,78 +1,159 @@
 """ALFA-Mix: active learning by feature mixing (Parvaneh, Abbasnejad, Teney, Haffari, van den Hengel
 & Shi, "Active Learning by Feature Mixing", CVPR 2022, arXiv:2203.07034).
 
-Anchors z*_y are the mean penultimate embeddings of the labeled images of each class. A candidate
-z with predicted label y_hat is mixed with each anchor, z~ = (1 - alpha) z + alpha z*, alpha in
-[0, eps]^D chosen to push the loss of y_hat up; candidates whose prediction changes for some anchor
-are inconsistent near the labeled data. These are clustered with k-means into k clusters and the
-candidate nearest each centre is picked.
+Anchors z*_c are the mean penultimate embeddings of the labeled images of each class. A candidate
+z with predicted label y_hat is mixed with each anchor, z~ = (1 - alpha) z + alpha z*, with alpha
+(one coefficient per feature) chosen to push the loss of y_hat up; a candidate whose prediction
+changes for some anchor joins the candidate set. The bound eps on alpha grows in steps of
+`alpha_cap` until more than k candidates flip (or eps reaches 1). The candidate set's L2-normalised
+embeddings are clustered with k-means into k clusters and the member nearest each centre is picked.
 
-Choices: alpha by the paper's closed-form first-order approximation,
-alpha = eps ||z* - z|| / ||g|| * g / (z* - z), g = grad_z CE(head(z), y_hat) = W^T (p - onehot(y_hat))
-in closed form for the linear head, clipped elementwise to [0, eps] (`alpha_cap` eps); when fewer
-than k candidates flip, all are taken and the rest is drawn uniformly from the others.
+Choices follow the authors' code (AminParvaneh/alpha_mix_active_learning, AlphaMixSampling.query):
+- `alpha_method: learned` (their README's command, `--alpha_opt`): alpha starts at
+  clamp(N(eps/2, (eps/2)^2), 1e-8, eps) and takes `learn_iters` steps of a fresh Adam each
+  (lr `learn_lr`, a tenth of it from 2/3 of the steps on) on -CE(y_hat) + `l2_coef` ||alpha||, clamped
+  to [1e-8, eps]; a candidate counts as flipped if its label changed at any step's forward pass.
+- `alpha_method: closed_form` (the paper's efficient form, their `--alpha_closed_form_approx
+  --alpha_cap 0.2`): alpha = eps' ||z* - z|| / ||g|| * g / (z* - z + 1e-8) with eps' = eps / sqrt(D) and
+  g = grad_z CE(head(z), y_hat), not clipped.
+- eps = alpha_cap, 2 alpha_cap, ... while eps < 1; the candidate set is the union over the eps tried.
+- A class without a labeled image takes the mean of all labeled embeddings as its anchor.
+- k-means: `n_init` k-means++ restarts (their scikit-learn 0.23 KMeans default is 10).
+- Fewer than k picks: the rest is drawn uniformly from the other candidates (theirs draws with
+  replacement from the whole unlabeled pool; ours without, so that no index repeats).
 
-Cost: time O(N C^2 D) for the mixes (C anchors, each a head pass) + k-means O(iters N_flip k D);
-memory O(N (C + D)).
+Cost: time O(T C N (C D) learn_iters) for T eps steps, C anchors + k-means O(n_init iters N_flip k D);
+memory O(N D).
 
 References: arXiv:2203.07034
 """
 
 from __future__ import annotations
 
+import math
+from typing import Callable
+
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from al_bench import ConfigError
 from al_bench.strategies.base import SelectionContext, Strategy
-from al_bench.strategies.kmeans import kmeans, nearest_distinct
+from al_bench.strategies.kmeans import kmeans
+
+# (eps, shape) -> the starting alpha of the learned search
+AlphaInit = Callable[[float, tuple], torch.Tensor]
+DEFAULT_CAP = {"learned": 0.03125, "closed_form": 0.2}  # their --alpha_cap default / README closed-form value
 
 
-def class_anchors(emb: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean embedding per class (C, D), whether the class has a labeled image (C,))."""
+def class_anchors(emb: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Mean labeled embedding per class (C, D); a class with no labeled image gets the mean of all."""
     sums = torch.zeros((num_classes, emb.shape[1]), dtype=emb.dtype, device=emb.device).index_add_(0, labels, emb)
     counts = torch.bincount(labels, minlength=num_classes)
-    return sums / counts.clamp_min(1)[:, None].to(emb.dtype), counts > 0
+    means = sums / counts.clamp_min(1)[:, None].to(emb.dtype)
+    return torch.where((counts > 0)[:, None], means, emb.mean(0, keepdim=True))
 
 
-def flips(emb: torch.Tensor, probs: torch.Tensor, fc: torch.nn.Linear, anchors: torch.Tensor,
-          present: torch.Tensor, alpha_cap: float) -> torch.Tensor:
-    """Whether mixing with some anchor changes each candidate's predicted label."""
-    weight = fc.weight.detach().to(emb.dtype)
+def closed_form_alpha(eps: float, anchor: torch.Tensor, emb: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """First-order optimum of alpha for ||alpha|| <= eps (the paper's Eq. 5, as their code evaluates it)."""
+    z = anchor[None] - emb
+    return (eps * z.norm(dim=1) / grad.norm(dim=1))[:, None] * grad / (z + 1e-8)
+
+
+def learned_flips(head: nn.Module, emb: torch.Tensor, anchor: torch.Tensor, pred: torch.Tensor, alpha: torch.Tensor,
+                  eps: float, iters: int, lr: float, l2_coef: float) -> torch.Tensor:
+    """Whether some step of the alpha search changes each candidate's label."""
+    flipped = torch.zeros(len(pred), dtype=torch.bool, device=emb.device)
+    for i in range(iters):
+        leaf = alpha.clone().requires_grad_(True)
+        # a fresh Adam per step, as theirs: its first step moves each alpha by about lr along -sign(grad)
+        opt = torch.optim.Adam([leaf], lr=lr / (1.0 if i < iters * 2 / 3 else 10.0))
+        out = head((1 - leaf) * emb + leaf * anchor[None])
+        flipped |= out.argmax(1) != pred
+        loss = -F.cross_entropy(out, pred, reduction="none") + l2_coef * leaf.norm(dim=1)
+        leaf.grad, = torch.autograd.grad(loss.sum(), leaf)
+        opt.step()
+        alpha = leaf.detach().clamp(1e-8, eps)
+    return flipped
+
+
+def candidate_set(head: nn.Module, emb: torch.Tensor, probs: torch.Tensor, anchors: torch.Tensor, k: int,
+                  method: str, alpha_cap: float, init: AlphaInit, iters: int = 5, lr: float = 0.1,
+                  l2_coef: float = 0.01) -> tuple[torch.Tensor, float]:
+    """(whether each candidate flipped for some anchor and some eps tried, the last eps tried)."""
     pred = probs.argmax(1)
-    u = probs.to(emb.dtype).clone()
-    u[torch.arange(len(pred)), pred] -= 1.0
-    grad = u @ weight  # (N, D): d CE(head(z), y_hat) / dz
-    gnorm = grad.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    out = torch.zeros(len(pred), dtype=torch.bool, device=emb.device)
-    with torch.no_grad():
-        for anchor in anchors[present]:
-            diff = anchor[None] - emb
-            safe = torch.where(diff.abs() > 1e-12, diff, torch.full_like(diff, 1e-12))
-            alpha = (alpha_cap * diff.norm(dim=1, keepdim=True) / gnorm * grad / safe).clamp(0.0, alpha_cap)
-            mixed = emb + alpha * diff
-            out |= fc(mixed.to(fc.weight.dtype)).argmax(1) != pred
-    return out
+    with torch.enable_grad():
+        if method == "closed_form":
+            leaf = emb.clone().requires_grad_(True)
+            grad, = torch.autograd.grad(F.cross_entropy(head(leaf), pred, reduction="sum"), leaf)
+        flipped = torch.zeros(len(pred), dtype=torch.bool, device=emb.device)
+        eps = 0.0
+        while eps < 1.0:
+            eps += alpha_cap  # accumulated as theirs, so the last step may land a hair off 1
+            for anchor in anchors:
+                if method == "closed_form":
+                    alpha = closed_form_alpha(eps / math.sqrt(emb.shape[1]), anchor, emb, grad)
+                    with torch.no_grad():
+                        flipped |= head((1 - alpha) * emb + alpha * anchor[None]).argmax(1) != pred
+                else:
+                    flipped |= learned_flips(head, emb, anchor, pred, init(eps, tuple(emb.shape)), eps, iters, lr,
+                                             l2_coef)
+            if int(flipped.sum()) > k:
+                break
+    return flipped, eps
+
+
+def cluster_picks(feats: torch.Tensor, labels: torch.Tensor, centres: torch.Tensor) -> np.ndarray:
+    """Per non-empty cluster, in cluster order, the member nearest its own centre."""
+    d = (feats - centres[labels]).pow(2).sum(1)
+    picks = []
+    for c in range(centres.shape[0]):
+        members = torch.nonzero(labels == c).flatten()
+        if len(members):
+            picks.append(int(members[d[members].argmin()]))
+    return np.asarray(picks, dtype=np.int64)
 
 
 class Alfamix(Strategy):
     """k-means representatives of the candidates whose label flips when mixed with labeled anchors."""
 
-    def __init__(self, alpha_cap: float = 0.2, max_iter: int = 100):
-        if not 0.0 < float(alpha_cap) <= 1.0:
+    def __init__(self, alpha_method: str = "learned", alpha_cap: float | None = None, learn_iters: int = 5,
+                 learn_lr: float = 0.1, l2_coef: float = 0.01, n_init: int = 10, max_iter: int = 300):
+        if alpha_method not in DEFAULT_CAP:
+            raise ConfigError(f"strategy.alpha_method must be one of {sorted(DEFAULT_CAP)}, got {alpha_method!r}")
+        alpha_cap = DEFAULT_CAP[alpha_method] if alpha_cap is None else float(alpha_cap)
+        if not 0.0 < alpha_cap <= 1.0:
             raise ConfigError(f"strategy.alpha_cap must be in (0, 1], got {alpha_cap}")
-        self.alpha_cap, self.max_iter = float(alpha_cap), int(max_iter)
+        if int(learn_iters) < 1 or int(n_init) < 1 or int(max_iter) < 1:
+            raise ConfigError("strategy.learn_iters, n_init and max_iter must be >= 1")
+        self.alpha_method, self.alpha_cap = alpha_method, alpha_cap
+        self.learn_iters, self.learn_lr, self.l2_coef = int(learn_iters), float(learn_lr), float(l2_coef)
+        self.n_init, self.max_iter = int(n_init), int(max_iter)
+
+    def alpha_init(self, ctx: SelectionContext, eps: float, shape: tuple) -> torch.Tensor:
+        """Starting alpha of the learned search: clamp(N(eps/2, (eps/2)^2), 1e-8, eps), as theirs."""
+        return torch.as_tensor(ctx.rng.normal(eps / 2, eps / 2, size=shape)).clamp(1e-8, eps)
 
     def select(self, ctx: SelectionContext, candidates: np.ndarray, k: int) -> np.ndarray:
         preds = ctx.predict(candidates)
-        emb, probs = preds["embedding"].float(), preds["probs"]
-        lab = ctx.predict(ctx.labeled)["embedding"].float()
+        head = ctx.model.fc
+        dtype = head.weight.dtype
+        emb, probs = preds["embedding"].to(dtype), preds["probs"]
+        lab = ctx.predict(ctx.labeled)["embedding"].to(dtype)
         labels = ctx.pool.train_y[torch.as_tensor(ctx.labeled, device=ctx.pool.train_y.device)].to(emb.device)
-        anchors, present = class_anchors(lab, labels, probs.shape[1])
-        flipped = flips(emb, probs, ctx.model.fc, anchors, present, self.alpha_cap).cpu().numpy()
-        pos = np.flatnonzero(flipped)
+        anchors = class_anchors(lab, labels.long(), probs.shape[1])
+
+        def init(eps: float, shape: tuple) -> torch.Tensor:
+            return self.alpha_init(ctx, eps, shape).to(dtype=dtype, device=emb.device)
+
+        flipped, _ = candidate_set(head, emb, probs, anchors, k, self.alpha_method, self.alpha_cap, init,
+                                   self.learn_iters, self.learn_lr, self.l2_coef)
+        pos = torch.nonzero(flipped).flatten().cpu().numpy()
         if len(pos) > k:
-            centres, _ = kmeans(emb[pos].double(), k, ctx.rng, max_iter=self.max_iter)
-            return candidates[pos[nearest_distinct(emb[pos].double(), centres)]]
-        rest = ctx.rng.choice(np.flatnonzero(~flipped), size=k - len(pos), replace=False)
-        return candidates[np.concatenate([pos, rest]).astype(np.int64)]
+            feats = F.normalize(emb[torch.as_tensor(pos, device=emb.device)].double(), dim=1)
+            centres, labels = kmeans(feats, k, ctx.rng, n_init=self.n_init, max_iter=self.max_iter)
+            pos = pos[cluster_picks(feats, labels, centres)]
+        rest = np.setdiff1d(np.arange(len(candidates)), pos)
+        fill = ctx.rng.choice(rest, size=k - len(pos), replace=False)
+        return candidates[np.concatenate([pos, fill]).astype(np.int64)]

@@ -2,17 +2,28 @@
 2019, arXiv:1907.06347).
 
 A small MLP learns to tell labeled from unlabeled points in the task model's penultimate embedding
-space; the candidates it finds most confidently unlabeled are the ones the labeled set represents
-worst. As in the paper the batch is taken in `sub_batches` rounds: each round retrains the MLP
-with the previous rounds' picks moved to the labeled side, then takes k / sub_batches points.
+space; the unlabeled points it finds most surely unlabeled are the ones the labeled set represents
+worst. The batch is taken in rounds of int(k / `sub_batches`) points, the MLP retrained from scratch
+each round with the previous rounds' picks moved to the labeled side.
 
-Choices (ours, except the 98 % stopping rule from the paper): an MLP with `hidden` units per layer and `layers`
-hidden layers (ReLU), Adam with `lr`, cross-entropy weighted by the inverse class frequency (the
-unlabeled side is much larger), trained until `stop_acc` training accuracy (paper: 0.98) or
-`max_epochs` full-batch steps; embeddings standardised per dimension; the unlabeled side is the candidate subset.
+Choices follow the authors' code (dsgissin/DiscriminativeActiveLearning, DiscriminativeRepresentationSampling
+with models.train_discriminative_model, the "learned representation" variant their docstring calls best):
+- the unlabeled side of each round is a fresh uniform subsample of min(`unlabeled_ratio` |L|, |U|) of the
+  remaining candidates, |L| counting earlier picks; the raw embeddings are the input (no scaling);
+- MLP: 3 hidden ReLU layers of 256 units (20 when D < 29, their `sum(input_shape) < 30`), softmax
+  output, Glorot-uniform weights and zero biases (Keras defaults);
+- Adam (beta 0.9, 0.999, eps 1e-7) with learning rate, epochs and batch size by D, as theirs:
+  D = 28: 3e-4, 200, 1024; D = 32: 3e-4, 500, 1024; D = 128: 1e-4, 1000, 128; D = 512: 2e-4, 500, 1024;
+  otherwise 1e-3, 1000, 32 (`lr`, `epochs`, `batch_size` override);
+- cross-entropy averaged over the mini-batch, unweighted: their class_weight {0: N / N_L, 1: N / N_U}
+  counts zeros and ones of the one-hot targets, so both weights are 1 (`class_weight: inverse`, the
+  weighting as written, is a named option); shuffled mini-batches; training stops after the first
+  epoch whose running training accuracy exceeds `stop_acc` (their DiscriminativeEarlyStopping, 0.98);
+- the round's picks are the subsample's `size` highest P(unlabeled).
+Ours: k < sub_batches takes rounds of one point (theirs would loop forever on int(k / 20) = 0).
 
-Cost: per round O(max_epochs (|L| + N) D hidden), so O(sub_batches max_epochs (|L| + N) D hidden)
-in all; memory O((|L| + N) (D + hidden)).
+Cost: per round O(epochs (|L| + r |L|) D h) for the subsample ratio r, about k / int(k / sub_batches)
+rounds; memory O(r |L| (D + h)).
 
 References: arXiv:1907.06347
 """
@@ -26,68 +37,114 @@ from torch import nn
 from al_bench import ConfigError
 from al_bench.strategies.base import SelectionContext, Strategy
 
+# embedding width D -> (Adam learning rate, epochs, batch size), their train_discriminative_model
+SCHEDULE = {28: (3e-4, 200, 1024), 128: (1e-4, 1000, 128), 512: (2e-4, 500, 1024), 32: (3e-4, 500, 1024)}
+DEFAULT_SCHEDULE = (1e-3, 1000, 32)
 
-def train_discriminator(x: torch.Tensor, is_unlabeled: torch.Tensor, hidden: int, layers: int, lr: float,
-                        max_epochs: int, stop_acc: float, seed: int) -> nn.Module:
-    dims = [x.shape[1]] + [hidden] * layers
-    mods = []
-    with torch.random.fork_rng(devices=[]):  # the MLP's init must not move the run's global RNG
-        torch.manual_seed(seed)
-        for a, b in zip(dims[:-1], dims[1:]):
-            mods += [nn.Linear(a, b), nn.ReLU()]
-        net = nn.Sequential(*mods, nn.Linear(dims[-1], 2)).to(x.device)
-    y = is_unlabeled.long()
-    counts = torch.bincount(y, minlength=2).double().clamp_min(1)
-    loss_fn = nn.CrossEntropyLoss(weight=(counts.sum() / (2 * counts)).float())
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    for _ in range(max_epochs):
-        logits = net(x)
-        loss = loss_fn(logits, y)
-        if (logits.argmax(1) == y).float().mean() >= stop_acc:
+
+def default_width(dim: int) -> int:
+    """Their width rule: sum(input_shape) < 30 for an input of shape (D, 1)."""
+    return 20 if dim + 1 < 30 else 256
+
+
+def discriminator(dim: int, hidden: int, layers: int, gen: torch.Generator) -> nn.Sequential:
+    """ReLU MLP with a 2-way head, Keras-initialised (Glorot-uniform weights, zero biases)."""
+    dims = [dim] + [hidden] * layers + [2]
+    mods: list[nn.Module] = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        lin = nn.Linear(a, b)
+        nn.init.xavier_uniform_(lin.weight, generator=gen)
+        nn.init.zeros_(lin.bias)
+        mods += [lin, nn.ReLU()]
+    return nn.Sequential(*mods[:-1])
+
+
+def round_sizes(k: int, sub_batches: int) -> list[int]:
+    """Their loop: rounds of int(k / sub_batches) points, the last one cut to what is left."""
+    step, sizes = max(1, int(k / sub_batches)), []
+    while sum(sizes) < k:
+        sizes.append(min(step, k - sum(sizes)))
+    return sizes
+
+
+def train_discriminator(x_lab: torch.Tensor, x_unl: torch.Tensor, hidden: int, layers: int, lr: float, epochs: int,
+                        batch_size: int, stop_acc: float, gen: torch.Generator, inverse_weights: bool = False
+                        ) -> nn.Module:
+    x = torch.cat([x_lab, x_unl])
+    y = torch.cat([torch.zeros(len(x_lab)), torch.ones(len(x_unl))]).long().to(x.device)
+    weight = (len(x) / torch.tensor([len(x_lab), len(x_unl)], dtype=torch.float64)).float().to(x.device)
+    if not inverse_weights:
+        weight = torch.ones_like(weight)
+    net = discriminator(x.shape[1], hidden, layers, gen).to(x.device)
+    opt = torch.optim.Adam(net.parameters(), lr=lr, eps=1e-7)
+    loss_fn = nn.CrossEntropyLoss(reduction="none")
+    for _ in range(epochs):
+        correct = 0
+        for batch in torch.randperm(len(x), generator=gen).to(x.device).split(batch_size):
+            logits = net(x[batch])
+            loss = (weight[y[batch]] * loss_fn(logits, y[batch])).mean()
+            correct += int((logits.argmax(1) == y[batch]).sum())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if correct / len(x) > stop_acc:
             break
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
     return net.eval()
 
 
-def dal_select(emb: torch.Tensor, is_labeled: np.ndarray, k: int, sub_batches: int, rng: np.random.Generator,
-               hidden: int = 256, layers: int = 3, lr: float = 1e-3, max_epochs: int = 500,
-               stop_acc: float = 0.98) -> np.ndarray:
-    """Positions (among the unlabeled rows of emb) picked in `sub_batches` rounds."""
+def dal_select(emb: torch.Tensor, is_labeled: np.ndarray, k: int, rng: np.random.Generator, sub_batches: int = 20,
+               unlabeled_ratio: float = 10.0, hidden: int | None = None, layers: int = 3, lr: float | None = None,
+               epochs: int | None = None, batch_size: int | None = None, stop_acc: float = 0.98,
+               inverse_weights: bool = False, train=train_discriminator) -> np.ndarray:
+    """Positions (rows of emb not labeled) picked in rounds, in pick order."""
     x = emb.float()
-    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
-    labeled = torch.as_tensor(is_labeled, device=x.device).clone()
+    sched = SCHEDULE.get(x.shape[1], DEFAULT_SCHEDULE)
+    lr, epochs, batch_size = (sched[0] if lr is None else lr), (sched[1] if epochs is None else epochs), \
+        (sched[2] if batch_size is None else batch_size)
+    hidden = default_width(x.shape[1]) if hidden is None else hidden
+    labeled = np.asarray(is_labeled, dtype=bool).copy()
     picks: list[int] = []
-    sizes = [k // sub_batches + (1 if r < k % sub_batches else 0) for r in range(sub_batches)]
-    for size in sizes:
-        if size == 0:
-            continue
-        net = train_discriminator(x, ~labeled, hidden, layers, lr, max_epochs, stop_acc, int(rng.integers(2**62)))
+    for size in round_sizes(k, sub_batches):
+        rest = np.flatnonzero(~labeled)
+        sub = rng.choice(rest, size=min(int(unlabeled_ratio * labeled.sum()), len(rest)), replace=False)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        lab_t = torch.as_tensor(np.flatnonzero(labeled), device=x.device)
+        sub_t = torch.as_tensor(sub, device=x.device)
+        with torch.enable_grad():
+            net = train(x[lab_t], x[sub_t], hidden, layers, lr, epochs, batch_size, stop_acc, gen, inverse_weights)
         with torch.no_grad():
-            p_unlab = torch.softmax(net(x).double(), 1)[:, 1]
-        p_unlab[labeled] = -1.0
-        order = np.argsort(-p_unlab.cpu().numpy(), kind="stable")[:size]
-        picks += order.tolist()
-        labeled[torch.as_tensor(order, device=x.device)] = True
+            p_unlab = torch.softmax(net(x[sub_t]).double(), 1)[:, 1].cpu().numpy()
+        chosen = sub[np.argsort(-p_unlab, kind="stable")[:size]]
+        picks += chosen.tolist()
+        labeled[chosen] = True
     return np.asarray(picks, dtype=np.int64)
 
 
 class Discriminative(Strategy):
     """The candidates a labeled-vs-unlabeled classifier finds most surely unlabeled, in sub-batches."""
 
-    def __init__(self, sub_batches: int = 10, hidden: int = 256, layers: int = 3, lr: float = 1e-3,
-                 max_epochs: int = 500, stop_acc: float = 0.98):
-        if int(sub_batches) < 1 or int(hidden) < 1 or int(layers) < 1 or int(max_epochs) < 1:
-            raise ConfigError("strategy.sub_batches, hidden, layers and max_epochs must be >= 1")
-        self.sub_batches, self.hidden, self.layers = int(sub_batches), int(hidden), int(layers)
-        self.lr, self.max_epochs, self.stop_acc = float(lr), int(max_epochs), float(stop_acc)
+    def __init__(self, sub_batches: int = 20, unlabeled_ratio: float = 10.0, hidden: int | None = None,
+                 layers: int = 3, lr: float | None = None, epochs: int | None = None, batch_size: int | None = None,
+                 stop_acc: float = 0.98, class_weight: str = "none"):
+        for name, value in (("sub_batches", sub_batches), ("layers", layers), ("hidden", hidden or 1),
+                            ("epochs", epochs or 1), ("batch_size", batch_size or 1)):
+            if int(value) < 1:
+                raise ConfigError(f"strategy.{name} must be >= 1, got {value}")
+        if class_weight not in ("none", "inverse"):
+            raise ConfigError(f"strategy.class_weight must be 'none' or 'inverse', got {class_weight!r}")
+        if float(unlabeled_ratio) <= 0:
+            raise ConfigError(f"strategy.unlabeled_ratio must be > 0, got {unlabeled_ratio}")
+        self.sub_batches, self.unlabeled_ratio, self.layers = int(sub_batches), float(unlabeled_ratio), int(layers)
+        self.hidden = None if hidden is None else int(hidden)
+        self.lr = None if lr is None else float(lr)
+        self.epochs = None if epochs is None else int(epochs)
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self.stop_acc, self.inverse_weights = float(stop_acc), class_weight == "inverse"
 
     def select(self, ctx: SelectionContext, candidates: np.ndarray, k: int) -> np.ndarray:
         rows = np.concatenate([ctx.labeled, candidates])
         emb = ctx.predict(rows)["embedding"]
         is_labeled = np.arange(len(rows)) < len(ctx.labeled)
-        with torch.enable_grad():
-            pos = dal_select(emb, is_labeled, k, self.sub_batches, ctx.rng, self.hidden, self.layers, self.lr,
-                             self.max_epochs, self.stop_acc)
+        pos = dal_select(emb, is_labeled, k, ctx.rng, self.sub_batches, self.unlabeled_ratio, self.hidden,
+                         self.layers, self.lr, self.epochs, self.batch_size, self.stop_acc, self.inverse_weights)
         return rows[pos]
