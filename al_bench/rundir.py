@@ -29,7 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from al_bench import ConfigError
-from al_bench.io import append_jsonl, atomic_save_npy, atomic_torch_save, atomic_write_json, atomic_write_text, read_jsonl
+from al_bench.io import (
+    append_jsonl,
+    atomic_save_npy,
+    atomic_torch_save,
+    atomic_write_json,
+    atomic_write_text,
+    read_jsonl,
+)
 
 log = logging.getLogger("al_bench")
 

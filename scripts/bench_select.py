@@ -118,7 +118,7 @@ def child(args) -> None:
                                               torch.Generator(device=device), plugin), False)
         spent = [0.0]
 
-        def predictor(indices, mc_samples=0):
+        def predictor(indices, mc_samples=0, model=model, pool=pool, plugin=plugin, spent=spent):
             t0 = time.perf_counter()
             idx = torch.as_tensor(indices, device=device)
             out = predict(model, pool.train_x[idx], pool.mean, pool.std, 1024, plugin, mc_samples=mc_samples)

@@ -47,8 +47,7 @@ from al_bench.data.pool import Pool, make_pool
 from al_bench.models.lossnet import LossPredictionModule
 from al_bench.models.resnet import ResNet18
 from al_bench.strategies.lloss import LearningLoss, ranking_loss
-from al_bench.training import (TrainSettings, evaluate, fit, predict, resolve_device, resolved_knobs,
-                               train_context)
+from al_bench.training import TrainSettings, evaluate, fit, predict, resolve_device, resolved_knobs, train_context
 
 # The JPEG copy of CIFAR-10 beside the repository (../shared/data), or --tar.
 TAR = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz")

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from conftest import make_cfg, run_al
+from conftest import run_al
 
 BASE = ["dataset=synthetic", "model=small_cnn", "trainer=fast", "trainer.device=cpu", "trainer.progress=false",
         "budget=tiny", "budget.initial=32", "budget.step=32", "budget.cycles=2", "trainer.epochs=2",

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_cfg, make_cfg
 from hydra.utils import get_method
 
 from al_bench import ConfigError
 from al_bench.models.base import Backbone, ModelOutput
 from al_bench.strategies.base import Strategy
-from conftest import load_cfg, make_cfg
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -45,7 +45,6 @@ def test_every_strategy_instantiates(option):
 
 @pytest.mark.parametrize("option", options("model"))
 def test_every_model_instantiates_and_returns_stages(option):
-    cfg = make_cfg([f"model={option}"])
     channels = 1 if option == "small_cnn" else 3
     model = load_cfg([f"model={option}"]).model.build(num_classes=7, in_channels=channels)
     assert isinstance(model, Backbone)

@@ -6,10 +6,10 @@ import torch
 from PIL import Image
 
 from al_bench import ConfigError
+from al_bench.data import vision
 from al_bench.data.digits import digits
 from al_bench.data.imagefolder import imagefolder
 from al_bench.data.synthetic import synthetic
-from al_bench.data import vision
 
 
 def test_digits_is_the_fixed_embedded_split():
@@ -31,7 +31,7 @@ def _write_folder(root, sizes=(6, 6)):
     rng = np.random.default_rng(0)
     expected = {}
     for split, n in (("train", 3), ("test", 2)):
-        for ci, cls in enumerate(("cat", "dog")):
+        for cls in ("cat", "dog"):
             (root / split / cls).mkdir(parents=True)
             for i in range(n):
                 arr = rng.integers(0, 256, size=(*sizes, 3), dtype=np.uint8)

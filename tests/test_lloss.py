@@ -5,13 +5,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import load_cfg, make_cfg
 
 from al_bench.models.resnet import ResNet18
 from al_bench.models.small_cnn import SmallCNN
 from al_bench.strategies.base import SelectionContext
 from al_bench.strategies.lloss import LearningLoss, make_pairs, ranking_accuracy, ranking_loss
 from al_bench.training import TrainSettings, lr_at_epoch
-from conftest import load_cfg, make_cfg
 
 
 def test_ranking_loss_of_a_hand_computed_batch():
@@ -134,7 +134,7 @@ def test_scheduler_matches_torch_multisteplr_stepped_after_each_epoch():
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[3, 5], gamma=0.1)
     seen = []
-    for epoch in range(7):
+    for _ in range(7):
         seen.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()

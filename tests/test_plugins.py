@@ -10,13 +10,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import SMOKE, load_cfg, read_metrics, run_al
 
 from al_bench.config import Component
 from al_bench.data.synthetic import synthetic
 from al_bench.models.small_cnn import SmallCNN
 from al_bench.strategies.base import ScoreStrategy
 from al_bench.training import TrainingPlugin, TrainSettings, fit, predict, train_context
-from conftest import SMOKE, load_cfg, read_metrics, run_al
 
 
 class EmaTeacher(TrainingPlugin):
@@ -123,7 +123,7 @@ def test_ema_teacher_follows_the_decay_and_scores_through_the_prediction_pass(po
     assert preds["discrepancy"].shape == (20,) and torch.all(preds["discrepancy"] == 0)
     # decay 1: the teacher never moves from the initial weights and is never touched by an optimiser
     model, _ = train(pool, plugin := EmaTeacher(decay=1.0))
-    for t, s0, s in zip(plugin.teacher.parameters(), start.parameters(), model.parameters()):
+    for t, s0 in zip(plugin.teacher.parameters(), start.parameters()):
         assert torch.equal(t, s0) and t.grad is None
     assert any(not torch.equal(s0, s) for s0, s in zip(start.parameters(), model.parameters()))
     preds = predict(model, pool.train_x[:20], pool.mean, pool.std, 8, plugin, precision="fp32")

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from conftest import make_cfg, run_al
+from conftest import run_al
 
 # 3 cycles of 64 + 64 labels; 20 epochs make a cycle last a second or more on one CPU thread (about
 # 0.6 s for cycle 0's 64 labels, 1.2 s for cycle 1's 128). Entropy selection depends on the

@@ -1,16 +1,14 @@
 """End-to-end runs: the run-directory contract, determinism, and bad input refused up front."""
 
 import json
-import os
-import stat
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SMOKE, load_cfg, read_metrics, run_al, run_cli
 
 from al_bench import ConfigError
 from al_bench.loop import initial_labeled
-from conftest import SMOKE, load_cfg, read_metrics, run_al, run_cli
 
 
 def test_cli_run_writes_the_full_run_directory_contract(tmp_path):

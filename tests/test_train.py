@@ -9,12 +9,20 @@ import torch
 from torch import nn
 
 from al_bench import ConfigError
-from al_bench.training import device as device_mod
 from al_bench.data.synthetic import synthetic
 from al_bench.models.small_cnn import SmallCNN
 from al_bench.strategies.base import SelectionContext, Strategy
-from al_bench.training import (OptimizerSpec, TrainingPlugin, TrainSettings, autocast_dtype, fit, predict,
-                               resolved_knobs, use_channels_last)
+from al_bench.training import (
+    OptimizerSpec,
+    TrainingPlugin,
+    TrainSettings,
+    autocast_dtype,
+    fit,
+    predict,
+    resolved_knobs,
+    use_channels_last,
+)
+from al_bench.training import device as device_mod
 
 CPU = torch.device("cpu")
 

@@ -177,7 +177,7 @@ def aubc_per_run(annotated: pd.DataFrame) -> pd.DataFrame:
     lines = []
     for _, setting in annotated.groupby("setting_rank"):
         grid = budget_grid(setting)
-        for run_dir, run in setting.groupby("run_dir", sort=False):
+        for _run_dir, run in setting.groupby("run_dir", sort=False):
             acc = run.set_index(run.n_labeled.astype(int))["test_acc"]
             on_grid = acc.reindex(grid)
             lines.append({

@@ -10,10 +10,9 @@ training.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
-
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -22,7 +21,6 @@ from torch import nn
 from al_bench import ConfigError
 from al_bench.data.pool import Pool
 from al_bench.training.plugin import TrainingPlugin
-
 
 Predictor = Callable[..., dict[str, torch.Tensor]]
 

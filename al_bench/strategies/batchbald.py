@@ -30,8 +30,13 @@ import numpy as np
 import torch
 
 from al_bench import ConfigError
-from al_bench.strategies.bald import (require_dropout, check_mc_samples, consistent_mc_probs, entropy_last,
-                                     torch_generator)
+from al_bench.strategies.bald import (
+    check_mc_samples,
+    consistent_mc_probs,
+    entropy_last,
+    require_dropout,
+    torch_generator,
+)
 from al_bench.strategies.base import SelectionContext, Strategy
 
 

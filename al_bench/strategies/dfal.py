@@ -58,8 +58,8 @@ def deepfool_norms(model, x: torch.Tensor, to_input=lambda z: z, max_iter: int =
         wn = w.norm(dim=2).clamp_min(1e-12)
         ratio = f.abs() / wn
         ratio[rows, label] = float("inf")
-        l = ratio.argmin(1)  # first of equal minima, as the authors' strict "<" over classes in order
-        step = ((f[rows, l].abs() + eps) / wn[rows, l] ** 2)[:, None] * w[rows, l]
+        near = ratio.argmin(1)  # first of equal minima, as the authors' strict "<" over classes in order
+        step = ((f[rows, near].abs() + eps) / wn[rows, near] ** 2)[:, None] * w[rows, near]
         r_tot = r_tot + torch.where(active[:, None], step, 0.0).view_as(r_tot)
     with torch.no_grad():
         flipped = model(to_input(x0 + (1 + overshoot) * r_tot)).logits.argmax(1) != label

@@ -63,7 +63,8 @@ def ranking_accuracy(score: torch.Tensor, true: torch.Tensor, chunk: int = 1024)
     agree = total = 0.0
     for start in range(0, n, chunk):
         rows = slice(start, min(start + chunk, n))
-        upper = torch.arange(start, rows.stop, device=score.device)[:, None] < torch.arange(n, device=score.device)[None, :]
+        upper = (torch.arange(start, rows.stop, device=score.device)[:, None]
+                 < torch.arange(n, device=score.device)[None, :])
         dl = torch.sign(true[rows, None] - true[None, :])
         ds = torch.sign(score[rows, None] - score[None, :])
         valid = upper & (dl != 0)
@@ -83,7 +84,8 @@ class LossPredictionPlugin(TrainingPlugin):
         self.kind, self.margin, self.weight = loss, float(margin), float(weight)
         self.detach_at, self.detach_epoch, self.detach_rule = float(detach_at), detach_epoch, detach_rule
         self.pairing, self.odd_batch, self.feature_dim = pairing, odd_batch, int(feature_dim)
-        self.optimizer, self.scheduler, self.keep_module = (dict(optimizer) if optimizer else None), scheduler, keep_module
+        self.optimizer = dict(optimizer) if optimizer else None
+        self.scheduler, self.keep_module = scheduler, keep_module
         self.module: LossPredictionModule | None = None
         self.first_detached = detach_epoch  # set from the trainer's epochs in setup()
 
@@ -141,7 +143,8 @@ class LearningLoss(ScoreStrategy):
     loss_kind = "ranking"
 
     def __init__(self, margin: Annotated[float, Ge(0)] = 1.0, weight: Annotated[float, Ge(0)] = 1.0,
-                 detach_at: Annotated[float, Ge(0), Le(1)] = 0.6, detach_epoch: Annotated[int, Ge(0)] | None = None,
+                 detach_at: Annotated[float, Ge(0), Le(1)] = 0.6,
+                 detach_epoch: Annotated[int, Ge(0)] | None = None,
                  detach_rule: Literal["ge", "gt"] = "ge", pairing: Literal["halves", "mirror"] = "halves",
                  odd_batch: Literal["drop_last", "error"] = "drop_last", feature_dim: Annotated[int, Ge(1)] = 128,
                  optimizer: dict | None = None, scheduler: bool = True, keep_module: bool | None = None,

@@ -8,10 +8,14 @@ behind the defaults.
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 import torch
 
 from al_bench import ConfigError
+
+if TYPE_CHECKING:
+    from al_bench.training.settings import TrainSettings
 
 
 def resolve_device(name: str) -> torch.device:

@@ -24,8 +24,9 @@ default step (cross-entropy, plus `loss()`, one backward pass, every optimiser s
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -26,8 +26,14 @@ import numpy as np
 import pytest
 import torch
 
-from al_bench.strategies.discriminative import (SCHEDULE, DEFAULT_SCHEDULE, Discriminative, dal_select,
-                                                default_width, discriminator)
+from al_bench.strategies.discriminative import (
+    DEFAULT_SCHEDULE,
+    SCHEDULE,
+    Discriminative,
+    dal_select,
+    default_width,
+    discriminator,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")

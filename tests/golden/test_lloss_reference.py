@@ -46,12 +46,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import load_cfg
 
 from al_bench.data.pool import Pool
 from al_bench.models.lossnet import LossPredictionModule
 from al_bench.strategies.lloss import ranking_loss
 from al_bench.training import TrainSettings, fit
-from conftest import load_cfg
 
 REFERENCE = "Mephisto405/Learning-Loss-for-Active-Learning@3c11ff7cf96d8bb4596209fe56265630fda19da6"
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)  # the reference's Normalize
