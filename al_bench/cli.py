@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from al_bench import ConfigError
+from al_bench.io import DiskFull
 
 log = logging.getLogger("al_bench")
 
@@ -72,9 +73,19 @@ def knob_dir(overrides, exclude_keys) -> str:
 
 _MAX_LEVEL = 200
 
+
+def nonempty(value, key: str) -> str:
+    """`value` as a path part, refusing an empty one before Hydra makes directories from it
+    (`out_root=` would otherwise put the run under /<name> at the file-system root)."""
+    text = "" if value is None else str(value)
+    if not text.strip():
+        raise ConfigError(f"{key} is empty; give a directory name ({key}=runs)")
+    return text
+
 # Registered at import: Hydra resolves the run directory in every process that runs a job (this
 # one, joblib workers, submitit jobs), and all of them import this module to find `run_task`.
 OmegaConf.register_new_resolver("al_bench.knob_dir", knob_dir, replace=True)
+OmegaConf.register_new_resolver("al_bench.nonempty", nonempty, replace=True)
 
 
 def run_task(cfg: DictConfig) -> None:
@@ -86,6 +97,8 @@ def run_task(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     out_dir = _run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode.name == "MULTIRUN"
+    if "joblib" in str(hydra_cfg.launcher.get("_target_", "")):
+        _die_with_parent()
     # hydra.output_subdir is null: Hydra would write .hydra/ before the task starts, even into the
     # directory of another config's run; the loop writes these once the directory is this run's.
     config_files = {
@@ -97,22 +110,72 @@ def run_task(cfg: DictConfig) -> None:
         run_cfg = config.load(cfg, overrides=list(hydra_cfg.overrides.task))
         loop.run_al(run_cfg, out_dir, config_files=config_files)
     except ConfigError as exc:
-        rundir.remove_if_unstarted(out_dir, stop_at=Path(str(cfg.out_root)) if cfg.get("out_root") else None)
+        _close_log_files_under(out_dir)
+        rundir.remove_if_unstarted(out_dir, stop_at=_cleanup_limit(cfg.get("out_root")))
         if not multirun:
             raise _JobEnded(exc) from None
         print(f"al-bench: error: {' '.join(str(exc).split())}", file=sys.stderr)  # the sweep goes on
         raise
     except Exception as exc:
-        log.exception("run failed: %s: %s", type(exc).__name__, exc)
+        if isinstance(exc, DiskFull):  # not a bug: the traceback would only hide the one fact that matters
+            log.error("%s", exc)
+        else:
+            log.exception("run failed: %s: %s", type(exc).__name__, exc)
         if not multirun:
             raise _JobEnded(exc) from None
         raise
     log.info("run directory: %s", out_dir)
 
 
+_watching = False
+
+
+def _die_with_parent(poll_s: float = 1.0) -> None:
+    """In a joblib worker of a local parallel sweep: end this process when the al-bench process that
+    started the sweep is gone (killed, Ctrl-C), instead of training on as an orphan that holds its
+    run's lock. The run stays resumable: every file is written atomically."""
+    import threading
+    import time
+
+    global _watching
+    if _watching:  # workers are reused between jobs
+        return
+    _watching = True
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="al-bench-parent-watch", daemon=True).start()
+
+
+def _close_log_files_under(folder: Path) -> None:
+    """Detach the log files Hydra opened in a refused run's folder (al-bench.log), so that the folder
+    can be removed and later log lines of this process do not try to reopen a file there."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        name = getattr(handler, "baseFilename", None)
+        if name is not None and Path(name).is_relative_to(folder.absolute()):
+            root.removeHandler(handler)
+            handler.close()
+
+
+def _cleanup_limit(out_root) -> Path | None:
+    """How far up a refused run's empty directories are removed: out_root itself too (Hydra made
+    it for this run), unless it is the working directory or one of its parents."""
+    if not out_root:
+        return None
+    root = Path(str(out_root)).absolute()
+    cwd = Path.cwd().absolute()
+    return root if root == cwd or root in cwd.parents else root.parent
+
+
 class _JobEnded(BaseException):
-    """A single run's exception, carried past Hydra's job runner (which would print a line of its
-    own for an Exception) to main(), which turns it into one line and an exit code."""
+    """An exception carried past Hydra (whose job runner prints a line of its own for a job's
+    Exception, and whose callbacks only warn about one) to main(), which turns it into one line and
+    an exit code."""
 
     def __init__(self, exc: Exception):
         super().__init__(str(exc))
@@ -137,14 +200,40 @@ def _report(sweep_dir: Path) -> None:
 
 
 class ReportAtEnd(Callback):
-    """Hydra callback: after a multirun, report the sweep (table printed, files written)."""
+    """Hydra callback: before a multirun, check every job's config (bad input anywhere in the sweep
+    stops it before anything is written); after it, report the sweep (table printed, files written)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         global _sweep_dir
+        try:
+            _check_sweep(config)
+        except Exception as exc:  # Hydra turns a callback's Exception into a warning and goes on
+            raise _JobEnded(exc) from None
         _sweep_dir = Path(str(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         _report(Path(str(config.hydra.sweep.dir)))
+
+
+def _check_sweep(config: DictConfig) -> None:
+    """Compose and validate the config of every job of a basic sweep, as the sweeper will, before
+    it creates the sweep directory: `-m strategy=random,nope` or `seed=0,1.5` runs nothing."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from al_bench import config as config_mod
+
+    if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return  # another sweeper chooses its own jobs
+    loader = GlobalHydra.instance().config_loader()
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    arguments = params + list(config.hydra.overrides.task)
+    overrides = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
+    for batch in BasicSweeper.split_arguments(overrides, None):
+        for job in batch:
+            job_cfg = loader.load_sweep_config(config, list(job))
+            config_mod.load(job_cfg, overrides=list(job))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -171,6 +260,9 @@ def _one_line(exc: BaseException) -> str:
 
 def _failure(exc: BaseException, multirun: bool) -> tuple[int, str, bool]:
     """Exit code and one-line message for an exception that left Hydra, and whether jobs ran."""
+    cause = _config_error_in(exc)
+    if cause is not None and not (multirun and _raised_by_a_job(exc)):
+        return 2, _one_line(cause), False  # e.g. raised by a resolver while Hydra composed the config
     if isinstance(exc, (HydraException, OmegaConfBaseException)):
         return 2, _one_line(exc), False  # the config did not compose: nothing ran
     sweep_started = multirun and _sweep_dir is not None and _sweep_dir.is_dir()
@@ -184,8 +276,21 @@ def _failure(exc: BaseException, multirun: bool) -> tuple[int, str, bool]:
         return 1, f"the sweep could not run: {_one_line(exc)}", False
     if isinstance(exc, ConfigError):
         return 2, _one_line(exc), False
+    if isinstance(exc, DiskFull):
+        return 1, str(exc), False
     failed = _run_dir / "FAILED" if _run_dir is not None and (_run_dir / "FAILED").exists() else None
     return 1, f"{_one_line(exc)} (traceback in {failed or 'the log above'})", False
+
+
+def _config_error_in(exc: BaseException) -> ConfigError | None:
+    """The ConfigError that `exc` is or was raised from, if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, ConfigError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _raised_by_a_job(exc: BaseException) -> bool:
@@ -218,11 +323,16 @@ def main(argv: list[str] | None = None) -> int:
     # Hydra re-raises instead of printing its several-line report (or a stack trace); we print one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
+    # A log handler that cannot write (a full disk) must not print a traceback per log line: the
+    # write that matters raises DiskFull and ends the run with one line.
+    logging.raiseExceptions = False
     try:
         try:
             app()
         except _JobEnded as ended:
             raise ended.exc from None
+    except SystemExit as exit_:  # Hydra's argument parser: --help, a usage error (its message is printed)
+        return exit_.code if isinstance(exit_.code, int) else 2
     except KeyboardInterrupt:
         where = f" ({_run_dir})" if _run_dir is not None else ""
         print(f"al-bench: interrupted; finished cycles are kept: rerun the same command to resume{where}",

@@ -126,6 +126,8 @@ def load(cfg: DictConfig, overrides: typing.Iterable[str] = ()) -> RunConfig:
 
 
 def _resolve(cfg: DictConfig) -> dict:
+    if "hydra" in cfg:  # a sweep job's config carries Hydra's own node: not ours to check
+        cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     try:
         container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as exc:
@@ -156,8 +158,8 @@ def _component(group: str, node, given: set[str], ignored: dict) -> Component:
         full = f"{group}.{key}"
         others = _group_keys(group)
         if full in given or any(g.startswith(full + ".") for g in given) or key not in others:
-            accepts = ", ".join(sorted(fields)) or "no options"
-            raise ConfigError(f"unknown option {full}={params[key]!r} for {group}={name}; it accepts: {accepts}")
+            accepts = f"it accepts: {', '.join(sorted(fields))}" if fields else "it takes no options"
+            raise ConfigError(f"unknown option {full}={params[key]!r} for {group}={name}; {accepts}")
         ignored[full] = params.pop(key)
     values = {}
     for key, (annotation, default) in fields.items():
@@ -243,7 +245,7 @@ def describe(annotation) -> str:
             parts.append("null")
         return " or ".join(parts)
     if origin in (list, tuple):
-        return f"a list of {describe(args[0]) if args else 'values'}" if origin is list else "a list"
+        return f"a list, each {describe(args[0])}" if origin is list and args else "a list"
     if origin is dict or annotation is dict:
         return "a mapping {key: value, ...}"
     names = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}

@@ -6,6 +6,7 @@ import errno
 import functools
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,39 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
+class DiskFull(OSError):
+    """No space was left on the device while writing one of a run's files."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _disk_full(exc: BaseException, folder: Path) -> bool:
+    """Whether `exc` comes from a full disk or quota. torch.save reports a failed write as a
+    RuntimeError of its own ("unexpected pos ...", "PytorchStreamWriter failed writing"), so those
+    count when the folder's device has (almost) no space left."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(exc, RuntimeError) and ("unexpected pos" in str(exc) or "PytorchStreamWriter" in str(exc)):
+        try:
+            return shutil.disk_usage(folder).free < 16 * 2**20
+        except OSError:
+            return False
+    return False
+
+
 def _atomic_write(path: Path, write) -> None:
     """Write into a temporary file next to `path`, fsync it, rename it over `path`: a reader (or a
-    resumed run) sees the old file or the new one, never a mix."""
+    resumed run) sees the old file or the new one, never a mix. A full disk raises DiskFull, which
+    names the file and says that the run can be resumed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        if _disk_full(exc, path.parent):
+            raise _disk_full_error(path) from exc
+        raise
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), _file_mode())
@@ -50,10 +78,17 @@ def _atomic_write(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if _disk_full(exc, path.parent):
+            raise _disk_full_error(path) from exc
         raise
     _fsync_dir(path.parent)
+
+
+def _disk_full_error(path: Path) -> DiskFull:
+    return DiskFull(errno.ENOSPC, f"no space left on the device holding {path.parent} while writing {path.name}; "
+                                  f"free some space, then rerun the same command to resume")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -87,13 +122,18 @@ def append_jsonl(path: Path, record: dict) -> None:
     line or none of it (readers still skip a torn last line, see read_jsonl)."""
     line = (json.dumps(record) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    size = os.fstat(fd).st_size
     try:
-        size = os.fstat(fd).st_size
         written = os.write(fd, line)
         if written != len(line):  # disk full or quota: take the partial line back out
             os.ftruncate(fd, size)
-            raise OSError(errno.ENOSPC, f"short write appending to {path} ({written} of {len(line)} bytes)")
+            raise _disk_full_error(Path(path))
         os.fsync(fd)
+    except OSError as exc:
+        if isinstance(exc, DiskFull) or not _disk_full(exc, Path(path).parent):
+            raise
+        os.ftruncate(fd, size)
+        raise _disk_full_error(Path(path)) from exc
     finally:
         os.close(fd)
 

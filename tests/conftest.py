@@ -44,6 +44,19 @@ def run_al(overrides, out_dir):
     return loop.run_al(cfg, out_dir)
 
 
+@pytest.fixture
+def cli_run(capsys, monkeypatch):
+    """`cli_run(args, cwd)`: the CLI in-process in `cwd`, as a result with returncode and stderr."""
+    from types import SimpleNamespace
+
+    def run(args, cwd):
+        monkeypatch.chdir(cwd)
+        code, err = cli(args, capsys)
+        return SimpleNamespace(returncode=code, stderr=err)
+
+    return run
+
+
 def cli(args, capsys=None):
     """The CLI in-process: (exit code, stderr text) of `al-bench ARGS`."""
     from al_bench.cli import main

@@ -84,23 +84,23 @@ def _assert_clear_error(res, run_dir, *needles):
     (["strategy=nonexistent"], "nonexistent"),
     (["trainer.epochz=3"], "epochz"),
 ])
-def test_cli_bad_input_gives_one_clear_line(tmp_path, override, needle):
+def test_cli_bad_input_gives_one_clear_line(tmp_path, override, needle, cli_run):
     run_dir = tmp_path / "run"
-    res = run_cli(SMOKE + override + [f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    res = cli_run(SMOKE + override + [f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     _assert_clear_error(res, run_dir, needle)
 
 
-def test_cli_missing_dataset_root_and_bad_image_folder(tmp_path):
+def test_cli_missing_dataset_root_and_bad_image_folder(tmp_path, cli_run):
     run_dir = tmp_path / "run"
     base = ["dataset=imagefolder", "model=small_cnn", "trainer=fast", f"hydra.run.dir={run_dir}"]
-    res = run_cli(base + [f"dataset.root={tmp_path / 'missing'}"], cwd=tmp_path)
+    res = cli_run(base + [f"dataset.root={tmp_path / 'missing'}"], cwd=tmp_path)
     _assert_clear_error(res, run_dir, "does not exist")
     (tmp_path / "folder" / "train" / "a").mkdir(parents=True)
-    res = run_cli(base + [f"dataset.root={tmp_path / 'folder'}"], cwd=tmp_path)
+    res = cli_run(base + [f"dataset.root={tmp_path / 'folder'}"], cwd=tmp_path)
     _assert_clear_error(res, run_dir, "no test/ folder")
 
 
-def test_cli_cifar10_absent_offline_says_how_to_use_a_copy(tmp_path):
+def test_cli_cifar10_absent_offline_says_how_to_use_a_copy(tmp_path, cli_run):
     run_dir = tmp_path / "run"
-    res = run_cli([f"dataset.root={tmp_path / 'data'}", "dataset.download=false", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    res = cli_run([f"dataset.root={tmp_path / 'data'}", "dataset.download=false", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     _assert_clear_error(res, run_dir, "dataset.root", "dataset=imagefolder")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from al_bench.data.pool import Pool, make_pool
+from al_bench.schema import NonNegativeInt, OpenFraction
 
 
-def digits(test_fraction: float = 0.25, split_seed: int = 0) -> Pool:
+def digits(test_fraction: OpenFraction = 0.25, split_seed: NonNegativeInt = 0) -> Pool:
     """1,797 images of 8x8 pixels (16 grey levels), 10 classes; a fixed stratified split
     (1,347 train / 450 test with the defaults) that does not depend on the run's seed."""
     from sklearn.datasets import load_digits

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -13,6 +14,7 @@ from tqdm import tqdm
 from al_bench import ConfigError
 from al_bench.data.pool import Pool, make_pool
 from al_bench.io import atomic_save_npz
+from al_bench.schema import PositiveInt
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +42,15 @@ def _decode(files: list[tuple[Path, str]], class_index: dict[str, int], image_si
     mode = {1: "L", 3: "RGB"}[channels]
     images, labels = [], []
     for path, cls in tqdm(files, desc=desc, unit="img", disable=None, mininterval=2):
-        with Image.open(path) as im:
-            im = im.convert(mode)
-            if image_size is not None and im.size != (image_size, image_size):
-                im = im.resize((image_size, image_size), Image.BILINEAR)
-            images.append(np.asarray(im, dtype=np.uint8))
+        try:
+            with Image.open(path) as im:
+                im = im.convert(mode)  # decodes the whole file: a truncated one fails here
+                if image_size is not None and im.size != (image_size, image_size):
+                    im = im.resize((image_size, image_size), Image.BILINEAR)
+                images.append(np.asarray(im, dtype=np.uint8))
+        except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for empty, corrupt, truncated files
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise ConfigError(f"cannot decode image {path} ({reason}); remove or replace the file and rerun") from None
         labels.append(class_index[cls])
     shapes = {a.shape for a in images}
     if len(shapes) > 1:
@@ -56,13 +62,16 @@ def _decode(files: list[tuple[Path, str]], class_index: dict[str, int], image_si
 
 def imagefolder(
     root: str,
-    image_size: int | None = None,  # pixels; None keeps the files' size (all must agree)
-    channels: int = 3,  # 3 = RGB, 1 = grayscale
+    image_size: PositiveInt | None = None,  # pixels; None keeps the files' size (all must agree)
+    channels: Literal[1, 3] = 3,  # 3 = RGB, 1 = grayscale
     cache_dir: str | None = None,
     name: str = "imagefolder",
+    allow_empty_classes: bool = False,
 ) -> Pool:
     """Decode every image under root/train and root/test once; later runs load the cache (.npz),
-    keyed by the absolute root, the file list with sizes and mtimes, and the decoding options."""
+    keyed by the absolute root, the file list with sizes and mtimes, and the decoding options.
+    A file that does not decode is named with the fix; a class folder without training images is
+    an error unless `allow_empty_classes` (the class then still has its output in the model)."""
     root_path = Path(root).expanduser().resolve()
     if not root_path.is_dir():
         raise ConfigError(f"dataset.root={root} does not exist")
@@ -74,6 +83,12 @@ def imagefolder(
             )
     classes, train_files = _list_split(root_path / "train")
     test_classes, test_files = _list_split(root_path / "test")
+    empty = sorted(set(classes) - {c for _, c in train_files})
+    if empty and not allow_empty_classes:
+        raise ConfigError(f"dataset.root={root}: class folder train/{empty[0]} holds no images ({len(empty)} empty); "
+                          f"add images, remove the folder, or set dataset.allow_empty_classes=true")
+    if empty:
+        log.warning("image folder %s: classes without training images: %s", root_path, ", ".join(empty))
     if not classes or not train_files or not test_files:
         raise ConfigError(f"dataset.root={root}: train/ or test/ holds no class folders with images")
     unknown = sorted(set(test_classes) - set(classes))

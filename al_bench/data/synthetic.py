@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import numpy as np
+from annotated_types import Ge
 
 from al_bench.data.pool import Pool, make_pool
+from al_bench.schema import NonNegativeFloat, NonNegativeInt, PositiveInt
 
 
 def synthetic(
-    n_train: int = 512,
-    n_test: int = 256,
-    num_classes: int = 4,
-    image_size: int = 8,
-    channels: int = 3,
-    noise: float = 40.0,  # std of the pixel noise, in uint8 levels
-    seed: int = 0,
+    n_train: PositiveInt = 512,
+    n_test: PositiveInt = 256,
+    num_classes: Annotated[int, Ge(2)] = 4,
+    image_size: PositiveInt = 8,
+    channels: Literal[1, 3] = 3,
+    noise: NonNegativeFloat = 40.0,  # std of the pixel noise, in uint8 levels
+    seed: NonNegativeInt = 0,
 ) -> Pool:
     """Images = a fixed random template per class + Gaussian noise, so a small CNN learns it in a
     few epochs while some images stay ambiguous (their noise pulls them towards another class)."""

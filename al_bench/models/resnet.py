@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from al_bench.models.base import Backbone
+from al_bench.schema import Fraction, PositiveInt
 
 
 class BasicBlock(nn.Module):
@@ -32,7 +33,7 @@ class BasicBlock(nn.Module):
 class ResNet18(Backbone):
     """CIFAR ResNet-18; `width` is the first stage's channel count (paper: 64)."""
 
-    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64, dropout: float = 0.0):
+    def __init__(self, num_classes: int, in_channels: int = 3, width: PositiveInt = 64, dropout: Fraction = 0.0):
         super().__init__(dropout)
         chans = (width, 2 * width, 4 * width, 8 * width)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())

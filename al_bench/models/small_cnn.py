@@ -7,10 +7,11 @@ import torch
 from torch import nn
 
 from al_bench.models.base import Backbone
+from al_bench.schema import Fraction, PositiveInt
 
 
 class SmallCNN(Backbone):
-    def __init__(self, num_classes: int, in_channels: int = 1, width: int = 32, dropout: float = 0.0):
+    def __init__(self, num_classes: int, in_channels: int = 1, width: PositiveInt = 32, dropout: Fraction = 0.0):
         super().__init__(dropout)
         chans = (width, width, 2 * width, 4 * width)
         stages, cin = [], in_channels

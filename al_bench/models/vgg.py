@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from al_bench.models.base import Backbone
+from al_bench.schema import Fraction, PositiveInt
 
 BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
@@ -14,7 +15,7 @@ BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512
 class VGG16(Backbone):
     """The stages are the outputs of blocks 2-5 (128, 256, 512, 512 channels)."""
 
-    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64, dropout: float = 0.0):
+    def __init__(self, num_classes: int, in_channels: int = 3, width: PositiveInt = 64, dropout: Fraction = 0.0):
         super().__init__(dropout)
         scale = width / 64
         blocks, cin = [], in_channels

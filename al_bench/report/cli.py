@@ -9,6 +9,7 @@ that does not exist, several PATHs without ``--out``, an unreadable ``--referenc
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is None and len(args.paths) > 1:
         return fail("several PATHs given: say where the report goes with --out DIR")
     out_dir = args.out if args.out is not None else Path(args.paths[0]) / "report"
+    unwritable = _unwritable(out_dir)
+    if unwritable:
+        return fail(unwritable)
     reference = None
     if args.reference is not None:
         try:
@@ -81,6 +85,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in report.files:
         print(f"  {path}")
     return 0
+
+
+def _unwritable(out_dir: Path) -> str | None:
+    """Why the report cannot be written into `out_dir`, or None; creates nothing."""
+    if out_dir.exists() and not out_dir.is_dir():
+        return f"--out {out_dir} is a file, not a folder; give a folder for the report"
+    existing = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot write the report into {out_dir}: {existing} is not a writable folder"
+    return None
 
 
 if __name__ == "__main__":

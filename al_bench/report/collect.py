@@ -23,6 +23,7 @@ Everything here only reads.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -33,18 +34,13 @@ from pathlib import Path
 import pandas as pd
 
 from al_bench.report.knobs import canonical, differing_knobs
+from al_bench.rundir import DONE_FILE, FAILED_FILE, METRICS_FILE, REQUIRED_METRICS, RUN_FILE, RUN_MARKERS
 
 UNKNOWN = "?"
-METRICS_FILE = "metrics.jsonl"
-RUN_FILE = "run.json"
-DONE_FILE = "DONE"
-FAILED_FILE = "FAILED"
-RUN_MARKERS = (METRICS_FILE, RUN_FILE, FAILED_FILE)
 
 SETTING_COLUMNS = ["dataset", "model", "budget_initial", "budget_step", "budget_subset"]
 """Runs that differ in any of these are never averaged or compared together."""
 ID_COLUMNS = ["run_dir", "dataset", "model", "strategy", "seed", *SETTING_COLUMNS[2:]]
-REQUIRED_METRICS = ("cycle", "n_labeled", "test_acc")
 
 
 @dataclass
@@ -205,7 +201,11 @@ def read_run(run_dir: Path) -> tuple[Run, list[str]]:
         )
     if not cycles:
         problems.append(f"{run_dir}: no finished cycle; nothing to report")
-    elif status == "incomplete":
+    elif [c["cycle"] for c in cycles] != list(range(cycles[-1]["cycle"] + 1)):
+        missing = sorted(set(range(cycles[-1]["cycle"] + 1)) - {c["cycle"] for c in cycles})
+        problems.append(f"{run_dir}: cycle(s) {', '.join(map(str, missing))} missing from {METRICS_FILE}; "
+                        f"the other cycles are reported")
+    if cycles and status == "incomplete":
         last = cycles[-1]
         problems.append(
             f"{run_dir}: no DONE marker; counted up to its last finished cycle "
@@ -283,12 +283,30 @@ def read_reference(path: str | os.PathLike) -> pd.DataFrame:
     like ``results/reference/ll4al_cifar10_fig4.csv``. Raises ValueError when it is not one.
     """
     try:
-        table = pd.read_csv(path, comment="#")
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise ValueError(f"reference {path}: unreadable ({error})") from error
-    if "n_labeled" not in table.columns or len(table.columns) < 2:
-        raise ValueError(f"reference {path}: needs an n_labeled column and one column per strategy")
-    table = table.set_index("n_labeled").apply(pd.to_numeric, errors="coerce")
-    if table.isna().all().any():
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = [(number, row) for number, row in enumerate(csv.reader(f), start=1)
+                    if row and not row[0].lstrip().startswith("#") and any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"reference {path}: unreadable ({getattr(error, 'strerror', None) or error})") from None
+    if not rows or rows[0][1][0].strip() != "n_labeled" or len(rows[0][1]) < 2:
+        raise ValueError(f"reference {path}: needs a header n_labeled,<strategy>,... and one column per strategy")
+    header = [cell.strip() for cell in rows[0][1]]
+    values = []
+    for number, row in rows[1:]:
+        if len(row) != len(header):
+            raise ValueError(f"reference {path}:{number}: {len(row)} fields, the header has {len(header)}")
+        try:
+            n_labeled, *accs = (float(cell) if cell.strip() else math.nan for cell in row)
+        except ValueError:
+            raise ValueError(f"reference {path}:{number}: not a number in {','.join(row)!r}") from None
+        if not (n_labeled > 0 and n_labeled == int(n_labeled)):
+            raise ValueError(f"reference {path}:{number}: n_labeled={row[0]} is not a positive whole number")
+        if any(not 0 <= a <= 100 for a in accs if not math.isnan(a)):
+            raise ValueError(f"reference {path}:{number}: accuracies are percentages in [0, 100]")
+        values.append([int(n_labeled), *accs])
+    table = pd.DataFrame(values, columns=header).set_index("n_labeled")
+    if table.index.duplicated().any():
+        raise ValueError(f"reference {path}: n_labeled {table.index[table.index.duplicated()][0]} appears twice")
+    if table.empty or table.isna().all().any():
         raise ValueError(f"reference {path}: a strategy column holds no numbers")
     return table.sort_index()

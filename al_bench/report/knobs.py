@@ -11,7 +11,8 @@ import json
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping
 
-# Paths, devices, progress bars and the seed never change what is being measured.
+# Paths, devices, progress bars and the trial's seed never change what is being measured. Only the
+# top-level `seed` is a trial: `dataset.seed` (the synthetic data's own seed) is a setting.
 IGNORED_SUFFIXES = ("root", "out_dir", "cache_dir", "device", "progress")
 IGNORED_PREFIXES = ("hydra.",)
 # The budget schedule is part of the setting (its own columns); a shorter run of the same
@@ -24,9 +25,9 @@ CELL_PREFIXES = ("dataset.", "model.", "strategy.", "budget.")
 
 
 def is_ignored_knob(key: str) -> bool:
-    """Whether a knob never splits groups: the seed, paths, device, progress, Hydra's own keys."""
+    """Whether a knob never splits groups: the trial's seed, paths, device, progress, Hydra's own keys."""
     return (
-        key.rsplit(".", 1)[-1] == "seed"
+        key == "seed"
         or key.endswith(IGNORED_SUFFIXES)
         or key.startswith(IGNORED_PREFIXES)
         or key in SETTING_KNOBS

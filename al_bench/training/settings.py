@@ -12,8 +12,7 @@ from typing import Annotated, Literal
 
 from annotated_types import Ge, Gt, Lt
 
-PositiveInt = Annotated[int, Ge(1)]
-PositiveFloat = Annotated[float, Gt(0)]
+from al_bench.schema import PositiveFloat, PositiveInt
 
 
 @dataclass
