@@ -7,6 +7,7 @@ for bit on CPU; tests/test_resume.py). The run directory's files and checks are 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import socket
@@ -79,7 +80,7 @@ def run_al(cfg: RunConfig, out_dir: str | Path, config_files: dict[str, str] | N
 
         torch.set_num_threads(cfg.trainer.threads)
     strategy: Strategy = cfg.strategy.build()
-    pool: Pool = cfg.dataset.build()
+    pool: Pool = _normalised(cfg.dataset.build(), cfg.trainer)
     cfg.budget.check_pool(pool.n_train)
     if pool.num_classes < 2:
         raise ConfigError(f"dataset {pool.name} has {pool.num_classes} class; need at least 2")
@@ -112,6 +113,16 @@ def _finished_run(run: RunDir, knobs: dict, budget: Budget) -> list[dict]:
         raise run.corrupt(f"DONE but metrics.jsonl holds {len(done)} of {budget.cycles} cycles")
     log.info("%s is DONE; nothing to do", run.path)
     return done
+
+
+def _normalised(pool: Pool, settings) -> Pool:
+    """The pool with the trainer's normalisation constants, when given (else its own statistics)."""
+    if settings.norm_mean is None:
+        return pool
+    if len(settings.norm_mean) != pool.in_channels:
+        raise ConfigError(f"trainer.norm_mean has {len(settings.norm_mean)} values but dataset {pool.name} has "
+                          f"{pool.in_channels} channel(s)")
+    return dataclasses.replace(pool, mean=tuple(settings.norm_mean), std=tuple(settings.norm_std))
 
 
 def _new_model(cfg: RunConfig, cycle: int, pool: Pool, device) -> torch.nn.Module:

@@ -1,5 +1,6 @@
 """Learning loss (Yoo & Kweon 2019): answers computed by hand."""
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -218,3 +219,59 @@ def test_gt_loss_oracle_takes_the_highest_true_losses():
                            device=torch.device("cpu"), predictor=predictor)
     assert GroundTruthLoss().select(ctx, np.arange(5), 2).tolist() == [4, 1]
     assert GroundTruthLoss().select(ctx, np.array([0, 2, 3]), 1).tolist() == [2]
+
+
+def test_the_paper_preset_trains_in_fp32_and_the_fast_one_says_so():
+    paper, fast = load_cfg(["experiment=ll4al_cifar10"]), load_cfg(["experiment=ll4al_cifar10_fast"])
+    assert (paper.trainer.precision, paper.trainer.channels_last) == ("fp32", False)
+    assert (fast.trainer.precision, fast.trainer.channels_last) == ("auto", "auto")
+    same = {k: v for k, v in paper.knobs.items() if k not in ("name", "trainer.precision", "trainer.channels_last")}
+    assert same == {k: v for k, v in fast.knobs.items() if k in same}  # the same recipe otherwise
+    assert load_cfg(["experiment=ll4al_cifar10_cpu"]).budget.n_labeled(3) == 2000
+
+
+def test_normalisation_constants_replace_the_training_set_statistics():
+    from al_bench import ConfigError
+    from al_bench.data.synthetic import synthetic
+    from al_bench.loop import _normalised
+
+    ref = load_cfg(["experiment=ll4al_reference_impl"]).trainer
+    assert (ref.norm_mean, ref.norm_std) == ([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010])
+    pool = synthetic(n_train=16, n_test=8)
+    assert _normalised(pool, TrainSettings()) is pool  # default: the pool's own statistics
+    fixed = _normalised(pool, ref)
+    assert fixed.mean == (0.4914, 0.4822, 0.4465) and fixed.std == (0.2023, 0.1994, 0.2010)
+    with pytest.raises(ConfigError, match="norm_mean has 3 values but dataset synthetic has 1 channel"):
+        _normalised(synthetic(n_train=16, n_test=8, channels=1), ref)
+    with pytest.raises(ConfigError, match="must be given together"):
+        load_cfg(["trainer.norm_mean=[0.5,0.5,0.5]"])
+
+
+def test_deepalplus_preset_keeps_one_module_across_cycles_with_adam_without_weight_decay():
+    from al_bench.training import fit
+
+    cfg = load_cfg(["experiment=ll4al_deepalplus", "dataset=synthetic", "model=small_cnn"])
+    t = cfg.trainer
+    assert (t.epochs, t.optimizer, t.lr, t.weight_decay, t.milestones) == (50, "adam", 0.001, 0.0, [])
+    plugin = cfg.strategy.build().train_plugin()
+    assert plugin.joint_epochs(t.epochs) == 19 and plugin.detach_rule == "ge"
+    pool = cfg.dataset.build()
+    model = cfg.model.build(num_classes=pool.num_classes, in_channels=pool.in_channels)
+    ctx = SimpleNamespace(settings=t, device=torch.device("cpu"))
+    plugin.setup(model, ctx, warm_start=False)
+    first = plugin.module
+    plugin.setup(cfg.model.build(num_classes=pool.num_classes, in_channels=pool.in_channels), ctx, warm_start=False)
+    assert plugin.module is first  # kept while the backbone is new
+    seen = {}
+    plugin.after_step = lambda step: seen.update(step.optimizers)
+    fit(model, pool, np.arange(8), dataclasses.replace(t, epochs=1, batch_size=8, progress=False), torch.Generator(),
+        plugin)
+    assert type(seen["backbone"]).__name__ == "Adam" and type(seen["lossnet"]).__name__ == "Adam"
+    assert seen["backbone"].param_groups[0]["weight_decay"] == 0.0 and seen["backbone"].param_groups[0]["lr"] == 0.001
+    assert seen["lossnet"].param_groups[0]["weight_decay"] == 0.0 and seen["lossnet"].param_groups[0]["lr"] == 0.01
+    # the paper's setting builds a new module each cycle
+    paper = LearningLoss().train_plugin()
+    paper.setup(model, ctx, warm_start=False)
+    module = paper.module
+    paper.setup(model, ctx, warm_start=False)
+    assert paper.module is not module

@@ -89,7 +89,8 @@ def fit(
         model = model.to(memory_format=torch.channels_last)
 
     ctx = train_context(model, pool, indices, settings, cycle, generator, plugin)
-    backbone_spec = dict(name="sgd", lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    backbone_spec = dict(name=settings.optimizer, lr=settings.lr, momentum=settings.momentum,
+                         weight_decay=settings.weight_decay)
     optimizers = {"backbone": make_optimizer(model.parameters(), backbone_spec)}
     schedule = {"backbone": (settings.lr, True)}
     for name, req in plugin.optimizers().items():

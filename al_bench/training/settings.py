@@ -21,6 +21,7 @@ class TrainSettings:
 
     epochs: PositiveInt = 200
     batch_size: PositiveInt = 128
+    optimizer: Literal["sgd", "adam"] = "sgd"  # the backbone's; adam ignores momentum
     lr: PositiveFloat = 0.1
     momentum: Annotated[float, Ge(0), Lt(1)] = 0.9
     weight_decay: Annotated[float, Ge(0)] = 5e-4
@@ -31,6 +32,9 @@ class TrainSettings:
     sched_step: Literal["epoch_end", "epoch_start"] = "epoch_end"
     warm_start: bool = False  # keep training one model across cycles instead of a fresh one per cycle
     augment: bool = True
+    # per-channel normalisation of pixel values in [0, 1]; None = the training set's own statistics
+    norm_mean: list[float] | None = None
+    norm_std: list[PositiveFloat] | None = None
     crop_padding: Annotated[int, Ge(0)] = 4  # pixels
     flip: bool = True
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -53,6 +57,10 @@ class TrainSettings:
                               f"[{max(1, int(self.epochs * 0.8))}], or [] for a constant lr")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"trainer.device={self.device!r} is not accepted: expected auto, cpu, cuda or cuda:N")
+        if (self.norm_mean is None) != (self.norm_std is None) or \
+                self.norm_mean is not None and len(self.norm_mean) != len(self.norm_std):
+            raise ConfigError(f"trainer.norm_mean={self.norm_mean} and trainer.norm_std={self.norm_std} must be given "
+                              f"together, one value per channel (or both null: the training set's statistics)")
         if self.eval_every > self.epochs:
             raise ConfigError(f"trainer.eval_every={self.eval_every} is larger than trainer.epochs={self.epochs}")
 
