@@ -6,7 +6,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from al_bench.strategies.base import SelectionContext
-from al_bench.strategies.coreset import Coreset, k_center_greedy, min_sq_dist
+from al_bench.strategies.common.clustering import k_center_greedy, min_sq_dist
+from al_bench.strategies.coreset import Coreset
 
 
 def brute_force_k_center(x: torch.Tensor, centres: torch.Tensor, k: int) -> list[int]:

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from al_bench.strategies.base import SelectionContext
-from al_bench.strategies.coreset import Coreset, k_center_greedy
+from al_bench.strategies.common.clustering import k_center_greedy
+from al_bench.strategies.coreset import Coreset
 from al_bench.strategies.entropy import Entropy
 from al_bench.strategies.least_confidence import LeastConfidence
 from al_bench.strategies.margin import Margin

@@ -84,7 +84,7 @@ def test_mc_dropout_strategies_refuse_a_model_without_dropout(word):
 
 
 def test_consistent_mc_probs_share_masks_across_inputs():
-    from al_bench.strategies.bald import consistent_mc_probs
+    from al_bench.strategies.common.mc_dropout import consistent_mc_probs
 
     fc = nn.Linear(4, 3)
     emb = torch.randn(1, 4).repeat(5, 1)  # five identical inputs

@@ -40,7 +40,7 @@ from torch import nn
 
 from al_bench import ConfigError
 from al_bench.strategies.base import SelectionContext, Strategy
-from al_bench.strategies.kmeans import kmeans
+from al_bench.strategies.common.clustering import kmeans
 
 # (eps, shape) -> the starting alpha of the learned search
 AlphaInit = Callable[[float, tuple], torch.Tensor]

@@ -25,8 +25,8 @@ import torch
 from annotated_types import Ge
 
 from al_bench.data.augment import random_crop_flip
-from al_bench.strategies.bald import torch_generator
 from al_bench.strategies.base import SelectionContext, Strategy, top_k
+from al_bench.strategies.common.mc_dropout import torch_generator
 
 
 def view_disagreement(clean: torch.Tensor, views: list[torch.Tensor], measure: str) -> torch.Tensor:

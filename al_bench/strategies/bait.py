@@ -147,9 +147,8 @@ class Bait(Strategy):
         self.top_classes, self.proj_dim = int(top_classes), int(proj_dim)
 
     def select(self, ctx: SelectionContext, candidates: np.ndarray, k: int) -> np.ndarray:
-        rows = np.concatenate([ctx.labeled, candidates])
+        rows, is_labeled = ctx.with_labeled(candidates)
         preds = ctx.predict(rows)
-        is_labeled = np.arange(len(rows)) < len(ctx.labeled)
         pos = bait_select(preds["probs"], preds["embedding"], is_labeled, k, self.lam, self.oversample,
                           self.top_classes, self.proj_dim)
         return rows[pos]

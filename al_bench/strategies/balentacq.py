@@ -40,7 +40,8 @@ import math
 import torch
 
 from al_bench import ConfigError
-from al_bench.strategies.bald import MCDropoutScore, entropy_last
+from al_bench.strategies.common.mc_dropout import MCDropoutScore
+from al_bench.strategies.common.uncertainty import entropy
 
 LOG_BETA = ("authors", "stable")
 NAN_MJENT = -99999999999.0  # the authors' stand-in for a NaN MJEnt
@@ -63,13 +64,13 @@ def marginalised_joint_entropy(mc_probs: torch.Tensor, log_beta: str = "stable")
     beta = (1 / m - 1) * alpha
     term = m * beta_entropy(alpha + 1, beta, log_beta)
     term = torch.where(term > 0, torch.zeros_like(term), term)  # NaN stays NaN, as theirs
-    mjent = term.sum(dim=1) + entropy_last(p.mean(dim=1))
+    mjent = term.sum(dim=1) + entropy(p.mean(dim=1))
     return torch.nan_to_num(mjent, nan=NAN_MJENT, posinf=math.inf, neginf=-math.inf)
 
 
 def balentacq(mc_probs: torch.Tensor, log_beta: str = "stable", paper_ratio: bool = False) -> torch.Tensor:
     """The acquisition score (higher first) for mc_probs (N, S, C)."""
-    mean_h = entropy_last(mc_probs.double().mean(dim=1))
+    mean_h = entropy(mc_probs.double().mean(dim=1))
     mjent = marginalised_joint_entropy(mc_probs, log_beta)
     ratio = (mean_h + math.log(2.0)) / (mjent if paper_ratio else mjent + mean_h)
     return torch.where(ratio < 0, 1.0 / ratio, ratio)

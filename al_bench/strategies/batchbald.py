@@ -30,14 +30,14 @@ import numpy as np
 import torch
 
 from al_bench import ConfigError
-from al_bench.strategies.bald import (
+from al_bench.strategies.base import SelectionContext, Strategy
+from al_bench.strategies.common.mc_dropout import (
     check_mc_samples,
     consistent_mc_probs,
-    entropy_last,
     require_dropout,
     torch_generator,
 )
-from al_bench.strategies.base import SelectionContext, Strategy
+from al_bench.strategies.common.uncertainty import entropy
 
 
 def joint_entropy(configs: torch.Tensor, weights: torch.Tensor, probs: torch.Tensor,
@@ -74,7 +74,7 @@ def batchbald_batch(mc_probs: torch.Tensor, k: int, num_joint_samples: int, gene
     score I(y_A, y_n; w) (the authors' candidate_scores)."""
     probs = mc_probs.double()
     n, s, c = probs.shape
-    cond = entropy_last(probs).mean(dim=1)
+    cond = entropy(probs).mean(dim=1)
     exact = torch.ones((1, s), dtype=torch.float64, device=probs.device)
     available = torch.ones(n, dtype=torch.bool, device=probs.device)
     picks: list[int] = []

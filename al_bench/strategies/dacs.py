@@ -30,7 +30,7 @@ import torch
 
 from al_bench import ConfigError
 from al_bench.strategies.base import SelectionContext, Strategy
-from al_bench.strategies.coreset import k_center_greedy
+from al_bench.strategies.common.clustering import k_center_greedy
 
 
 def knn_density(x: torch.Tensor, query: torch.Tensor, knn: int, chunk: int = 2048) -> torch.Tensor:
@@ -98,7 +98,6 @@ class Dacs(Strategy):
         self.knn, self.num_groups, self.temperature = int(knn), int(num_groups), float(temperature)
 
     def select(self, ctx: SelectionContext, candidates: np.ndarray, k: int) -> np.ndarray:
-        rows = np.concatenate([ctx.labeled, candidates])
+        rows, is_labeled = ctx.with_labeled(candidates)
         x = torch.nn.functional.normalize(ctx.predict(rows)["embedding"].double(), dim=1)
-        is_labeled = np.arange(len(rows)) < len(ctx.labeled)
         return rows[dacs_select(x, is_labeled, k, self.knn, self.num_groups, self.temperature)]

@@ -142,9 +142,8 @@ class Discriminative(Strategy):
         self.stop_acc, self.inverse_weights = float(stop_acc), class_weight == "inverse"
 
     def select(self, ctx: SelectionContext, candidates: np.ndarray, k: int) -> np.ndarray:
-        rows = np.concatenate([ctx.labeled, candidates])
+        rows, is_labeled = ctx.with_labeled(candidates)
         emb = ctx.predict(rows)["embedding"]
-        is_labeled = np.arange(len(rows)) < len(ctx.labeled)
         pos = dal_select(emb, is_labeled, k, ctx.rng, self.sub_batches, self.unlabeled_ratio, self.hidden,
                          self.layers, self.lr, self.epochs, self.batch_size, self.stop_acc, self.inverse_weights)
         return rows[pos]

@@ -7,15 +7,8 @@ EntropySampling) in tests/golden/test_entropy.py.
 
 from __future__ import annotations
 
-import torch
-
 from al_bench.strategies.base import ScoreStrategy
-
-
-def entropy(probs: torch.Tensor) -> torch.Tensor:
-    """H(p) = -sum p log p per row, with 0 log 0 = 0."""
-    p = probs.double()
-    return -(p * torch.log(p.clamp_min(1e-30))).sum(dim=1)
+from al_bench.strategies.common.uncertainty import entropy
 
 
 class Entropy(ScoreStrategy):

@@ -26,8 +26,13 @@ import numpy as np
 import torch
 
 from al_bench import ConfigError
-from al_bench.strategies.bald import check_mc_samples, consistent_mc_probs, require_dropout, torch_generator
 from al_bench.strategies.base import SelectionContext, Strategy, top_k
+from al_bench.strategies.common.mc_dropout import (
+    check_mc_samples,
+    consistent_mc_probs,
+    require_dropout,
+    torch_generator,
+)
 
 
 def epig(probs: torch.Tensor, target_probs: torch.Tensor, chunk_elems: int = 1 << 22) -> torch.Tensor:

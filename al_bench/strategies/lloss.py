@@ -19,7 +19,7 @@ from torch import nn
 from al_bench import ConfigError
 from al_bench.models.lossnet import LossPredictionModule
 from al_bench.strategies.base import ScoreStrategy
-from al_bench.strategies.entropy import entropy
+from al_bench.strategies.common.uncertainty import entropy
 from al_bench.training.plugin import OptimizerSpec, Step, TrainContext, TrainingPlugin
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from al_bench.strategies.bald import MCDropoutScore
+from al_bench.strategies.common.mc_dropout import MCDropoutScore
 
 
 def mean_std(mc_probs: torch.Tensor) -> torch.Tensor:

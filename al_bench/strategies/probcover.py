@@ -32,7 +32,7 @@ import torch
 
 from al_bench import ConfigError
 from al_bench.strategies.base import SelectionContext, Strategy
-from al_bench.strategies.kmeans import kmeans, sq_dists
+from al_bench.strategies.common.clustering import kmeans, sq_dists
 
 
 def radius_from_purity(x: torch.Tensor, pseudo: torch.Tensor, purity: float, chunk: int = 2048) -> float:
@@ -97,12 +97,11 @@ class Probcover(Strategy):
         self.delta, self.purity = delta, float(purity)
 
     def select(self, ctx: SelectionContext, candidates: np.ndarray, k: int) -> np.ndarray:
-        rows = np.concatenate([ctx.labeled, candidates])
+        rows, is_labeled = ctx.with_labeled(candidates)
         preds = ctx.predict(rows)
         x = torch.nn.functional.normalize(preds["embedding"].double(), dim=1)
         delta = self.delta
         if delta is None:
             _, pseudo = kmeans(x, preds["probs"].shape[1], ctx.rng)
             delta = radius_from_purity(x, pseudo, self.purity)
-        is_labeled = np.arange(len(rows)) < len(ctx.labeled)
         return rows[probcover_select(x, is_labeled, k, float(delta), ctx.rng)]

@@ -33,7 +33,7 @@ import torch
 
 from al_bench import ConfigError
 from al_bench.strategies.base import SelectionContext, Strategy
-from al_bench.strategies.kmeans import kmeans, sq_dists
+from al_bench.strategies.common.clustering import kmeans, sq_dists
 
 
 def typicality(x: torch.Tensor, knn: int, distance: str = "squared") -> torch.Tensor:
@@ -89,11 +89,10 @@ class Typiclust(Strategy):
         self.distance, self.normalize = distance, bool(normalize)
 
     def select(self, ctx: SelectionContext, candidates: np.ndarray, k: int) -> np.ndarray:
-        rows = np.concatenate([ctx.labeled, candidates])
+        rows, is_labeled = ctx.with_labeled(candidates)
         x = ctx.predict(rows)["embedding"].double()
         if self.normalize:
             x = torch.nn.functional.normalize(x, dim=1)
-        is_labeled = np.arange(len(rows)) < len(ctx.labeled)
         n_clusters = min(len(ctx.labeled) + k, self.max_clusters, len(rows))
         _, labels = kmeans(x, n_clusters, ctx.rng)
         pos = typiclust_pick(x, labels.cpu().numpy(), is_labeled, k, self.min_cluster_size, self.knn,

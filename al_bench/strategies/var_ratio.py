@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from al_bench import ConfigError
-from al_bench.strategies.bald import MCDropoutScore
+from al_bench.strategies.common.mc_dropout import MCDropoutScore
 
 ESTIMATES = ("votes", "mean")
 

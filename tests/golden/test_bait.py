@@ -14,13 +14,12 @@ probs = softmax(logits).
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
 
 from al_bench.strategies.bait import Bait, bait_select
+from al_bench.strategies.base import SelectionContext
 
 # (n, C, D, n_lab, k, lam, seed) -> the reference's picks (pool indices, in its order)
 CASES = [
@@ -59,8 +58,9 @@ def test_bait_picks_equal_the_authors_code(case, expected):
 def test_bait_strategy_select_returns_the_same_pool_indices(case, expected):
     n, c, d, n_lab, k, lam, seed = case
     probs, emb = make_input(n, c, d, seed)
-    ctx = SimpleNamespace(labeled=np.arange(n_lab),
-                          predict=lambda idx, mc_samples=0: {"probs": probs[idx], "embedding": emb[idx]})
+    ctx = SelectionContext(model=None, pool=None, labeled=np.arange(n_lab), rng=np.random.default_rng(0),
+                           device=torch.device("cpu"),
+                           predictor=lambda idx, mc_samples=0: {"probs": probs[idx], "embedding": emb[idx]})
     got = Bait(lam=lam, oversample=2, top_classes=c, proj_dim=d).select(ctx, np.arange(n_lab, n), k)
     assert got.tolist() == expected
 

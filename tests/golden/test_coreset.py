@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from al_bench.strategies.base import SelectionContext
-from al_bench.strategies.coreset import Coreset, k_center_greedy
+from al_bench.strategies.common.clustering import k_center_greedy
+from al_bench.strategies.coreset import Coreset
 
 AUTHORS = [241, 156, 219, 115, 178, 32, 261, 119, 147, 34, 86, 33, 245, 75, 136, 218, 74, 165, 134, 221, 173, 68, 30,
            101, 155]

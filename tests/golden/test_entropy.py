@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from al_bench.strategies.base import SelectionContext
-from al_bench.strategies.entropy import Entropy, entropy
+from al_bench.strategies.common.uncertainty import entropy
+from al_bench.strategies.entropy import Entropy
 
 N, C = 200, 10
 

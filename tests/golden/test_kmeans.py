@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from al_bench.strategies.kmeans import assign, kmeans, nearest_distinct, nearest_member
+from al_bench.strategies.common.clustering import assign, kmeans, nearest_distinct, nearest_member
 
 FIXED_CENTRES = [0, 138, 196, 3, 35, 89, 6, 66, 8, 2, 38, 30, 12, 13, 14, 15, 186, 116, 18, 81, 20, 21, 9, 23, 24, 5,
                  26, 155, 28, 29]
