@@ -27,16 +27,6 @@ from al_bench.training import device as device_mod
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Models this small train fastest on one intra-op thread (much faster on a shared CPU, where
-    a second OpenMP thread waits for a busy core); restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def pool():
     return synthetic(n_train=96, n_test=64, num_classes=4, image_size=8)

@@ -30,14 +30,6 @@ from al_bench.strategies.base import SelectionContext
 LABELS = torch.tensor([0, 0, 1, 1, 0, 1])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def rand_input():
     torch.manual_seed(0)
     lab, unl = torch.randn(6, 6), torch.randn(40, 6)

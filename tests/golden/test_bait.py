@@ -30,14 +30,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_input(n, c, d, seed):
     torch.manual_seed(seed)
     logits = 2 * torch.randn(n, c)

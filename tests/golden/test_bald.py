@@ -15,33 +15,13 @@ orders identical over all 200 (no ties: the smallest gap between scores is 7.6e-
 """
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
+from golden_inputs import N, S, mc_input
+from golden_inputs import mc_context as context
 
 from al_bench.strategies.bald import Bald, bald
-from al_bench.strategies.base import SelectionContext
-
-N, S, C = 200, 16, 10
-
-
-def mc_input():
-    g = torch.Generator().manual_seed(1703)
-    centre = 3.0 * torch.randn(N, 1, C, generator=g, dtype=torch.float64)
-    spread = 10.0 ** (2.5 * torch.rand(N, 1, 1, generator=g, dtype=torch.float64) - 2.0)  # 0.01 .. 3
-    noise = torch.randn(N, S, C, generator=g, dtype=torch.float64)
-    return torch.softmax(centre + spread * noise, dim=2)
-
-
-def context(mc):
-    def predictor(indices, mc_samples=0):
-        idx = torch.as_tensor(np.asarray(indices))
-        return {"probs": mc[idx].mean(1), "mc_probs": mc[idx]}
-    return SelectionContext(model=SimpleNamespace(dropout=0.5), pool=None, labeled=np.zeros(0, dtype=np.int64),
-                            rng=np.random.default_rng(0), device=torch.device("cpu"), predictor=predictor)
-
 
 BAAL_SCORES = [0.00498119450092, 0.000485038562647, 2.01279233034e-05, 0.901904405802, 0.000238017763011,
                0.317072925276, 0.000154253154361, 8.29465730463e-05]  # rows 0..7, nats

@@ -14,33 +14,14 @@ on 134 of the 200 rows; see the module docstring); al-bench before this change k
 """
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from golden_inputs import N, S, mc_input
+from golden_inputs import mc_context as context
 
 from al_bench.strategies.balentacq import Balentacq, balentacq, beta_entropy
-from al_bench.strategies.base import SelectionContext
-
-N, S, C = 200, 16, 10
-
-
-def mc_input():
-    g = torch.Generator().manual_seed(1703)
-    centre = 3.0 * torch.randn(N, 1, C, generator=g, dtype=torch.float64)
-    spread = 10.0 ** (2.5 * torch.rand(N, 1, 1, generator=g, dtype=torch.float64) - 2.0)  # 0.01 .. 3
-    noise = torch.randn(N, S, C, generator=g, dtype=torch.float64)
-    return torch.softmax(centre + spread * noise, dim=2)
-
-
-def context(mc):
-    def predictor(indices, mc_samples=0):
-        idx = torch.as_tensor(np.asarray(indices))
-        return {"probs": mc[idx].mean(1), "mc_probs": mc[idx]}
-    return SelectionContext(model=SimpleNamespace(dropout=0.5), pool=None, labeled=np.zeros(0, dtype=np.int64),
-                            rng=np.random.default_rng(0), device=torch.device("cpu"), predictor=predictor)
-
 
 # their scores of rows 0..7, their top-40 in order, their last 5 (the most negative ratios)
 THEIR_SCORES = [-1.81484948248, 0.753490094623, 0.983547421054, 1.20003098565, 0.890396380335, 0.815646241125,

@@ -9,7 +9,6 @@ al-bench's Coreset.select (candidates = rows 20..299) gives the same 25 picks in
 """
 
 import numpy as np
-import pytest
 import torch
 
 from al_bench.strategies.base import SelectionContext
@@ -18,14 +17,6 @@ from al_bench.strategies.coreset import Coreset
 
 AUTHORS = [241, 156, 219, 115, 178, 32, 261, 119, 147, 34, 86, 33, 245, 75, 136, 218, 74, 165, 134, 221, 173, 68, 30,
            101, 155]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def embeddings():

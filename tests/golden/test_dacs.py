@@ -2,18 +2,9 @@
 pinned against it here; this checks that chunking the density and k-center passes changes nothing."""
 
 import numpy as np
-import pytest
 import torch
 
 from al_bench.strategies.dacs import dacs_select, knn_density
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_one_chunk_and_many_give_the_same_picks():

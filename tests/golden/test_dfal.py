@@ -29,14 +29,6 @@ AUTHORS_NORMS = [0.18975379523777738, 0.3140720403939767, 0.1299049960817592, 0.
 AUTHORS_ORDER = [6, 5, 9, 2, 0, 8, 1, 4, 3, 7]  # dis.argsort(): smallest perturbation first
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class TanhNet(Backbone):
     """conv-BN-tanh, flattened, linear to 4 classes: smooth, so DeepFool needs several steps."""
 

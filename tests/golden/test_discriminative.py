@@ -23,7 +23,6 @@ schedule 10, 10 and 9; the last test checks that behaviour with a cheaper settin
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from al_bench.strategies.discriminative import (
@@ -34,14 +33,6 @@ from al_bench.strategies.discriminative import (
     default_width,
     discriminator,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_mlp_size_and_init_match_theirs():

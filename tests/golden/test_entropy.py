@@ -10,30 +10,14 @@ Measured: al-bench's entropy equals baal's 200 scores (scipy.stats.entropy, nats
 identical over all 200 (no ties, smallest gap 4.4e-5).
 """
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
+from golden_inputs import N, probs_input
+from golden_inputs import probs_context as context
 
-from al_bench.strategies.base import SelectionContext
 from al_bench.strategies.common.uncertainty import entropy
 from al_bench.strategies.entropy import Entropy
-
-N, C = 200, 10
-
-
-def probs_input():
-    g = torch.Generator().manual_seed(2009)
-    return torch.softmax(2.0 * torch.randn(N, C, generator=g, dtype=torch.float64), dim=1)
-
-
-def context(probs):
-    def predictor(indices, mc_samples=0):
-        return {"probs": probs[torch.as_tensor(np.asarray(indices))]}
-    return SelectionContext(model=SimpleNamespace(dropout=0.0), pool=None, labeled=np.zeros(0, dtype=np.int64),
-                            rng=np.random.default_rng(0), device=torch.device("cpu"), predictor=predictor)
-
 
 BAAL_SCORES = [1.73467617946, 1.61531940337, 1.66357227562, 1.54980555363,
                1.10789576487, 1.58027328366, 1.14819744468, 1.54117379555]  # baal's scores (nats), rows 0..7

@@ -32,14 +32,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_input(n, m, s, c, seed):
     torch.manual_seed(seed)
     probs = torch.softmax(2 * torch.randn(n + m, s, c).double(), dim=2)

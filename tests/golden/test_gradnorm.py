@@ -28,14 +28,6 @@ AUTHORS = [1.3069919347763062, 1.647469401359558, 1.7326412200927734, 1.38031792
 PICKS = [5, 2, 1, 3]  # their top 4, highest first
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class TinyNet(Backbone):
     """conv-BN-ReLU, strided conv-ReLU, global average pool, linear: BatchNorm so that eval mode matters."""
 

@@ -13,7 +13,6 @@ fewer than 5 members, so no tie between members). al-bench gives the same ordere
 """
 
 import numpy as np
-import pytest
 import torch
 
 from al_bench.strategies.common.clustering import assign, kmeans, nearest_distinct, nearest_member
@@ -21,14 +20,6 @@ from al_bench.strategies.common.clustering import assign, kmeans, nearest_distin
 FIXED_CENTRES = [0, 138, 196, 3, 35, 89, 6, 66, 8, 2, 38, 30, 12, 13, 14, 15, 186, 116, 18, 81, 20, 21, 9, 23, 24, 5,
                  26, 155, 28, 29]
 LLOYD = [167, 1, 182, 95, 79, 188, 136, 114, 184, 82, 121, 15, 31, 107, 85]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def embeddings():

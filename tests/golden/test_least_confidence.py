@@ -10,29 +10,13 @@ Measured: al-bench's score is 1 minus baal's (max p, sorted ascending), 5.6e-17 
 200 (no ties, smallest gap 2.2e-5). DeepAL+'s VarRatio (query_strategies/var_ratio.py) gives the same picks.
 """
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
+from golden_inputs import N, probs_input
+from golden_inputs import probs_context as context
 
-from al_bench.strategies.base import SelectionContext
 from al_bench.strategies.least_confidence import LeastConfidence
-
-N, C = 200, 10
-
-
-def probs_input():
-    g = torch.Generator().manual_seed(2009)
-    return torch.softmax(2.0 * torch.randn(N, C, generator=g, dtype=torch.float64), dim=1)
-
-
-def context(probs):
-    def predictor(indices, mc_samples=0):
-        return {"probs": probs[torch.as_tensor(np.asarray(indices))]}
-    return SelectionContext(model=SimpleNamespace(dropout=0.0), pool=None, labeled=np.zeros(0, dtype=np.int64),
-                            rng=np.random.default_rng(0), device=torch.device("cpu"), predictor=predictor)
-
 
 BAAL_SCORES = [0.35562019869, 0.479856025439, 0.462862435063, 0.352599986153,
                0.578951534608, 0.385185264304, 0.711437990986, 0.352038558236]  # baal's max p, rows 0..7

@@ -98,14 +98,6 @@ REF_UPDATE_NORM_MODULE = [0.0969466, 0.0127409, 0.197157, 0.0190841, 0.402727, 0
 UPDATE_RTOL = 2e-2  # measured residue 2e-3 to 4e-3 (rounding, see the docstring); ablations move >= 0.1
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def fixed_weights(module: torch.nn.Module, seed: int) -> None:
     """Deterministic weights, independent of the modules' own initialisation: parameters in
     named_parameters order from one generator; matrices/kernels randn / sqrt(fan_in), 1-D weights

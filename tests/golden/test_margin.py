@@ -10,29 +10,13 @@ Measured: al-bench's score is minus baal's (top-1 minus top-2, sorted ascending)
 orders identical over all 200 (no ties, smallest gap 1.1e-6).
 """
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
+from golden_inputs import N, probs_input
+from golden_inputs import probs_context as context
 
-from al_bench.strategies.base import SelectionContext
 from al_bench.strategies.margin import Margin
-
-N, C = 200, 10
-
-
-def probs_input():
-    g = torch.Generator().manual_seed(2009)
-    return torch.softmax(2.0 * torch.randn(N, C, generator=g, dtype=torch.float64), dim=1)
-
-
-def context(probs):
-    def predictor(indices, mc_samples=0):
-        return {"probs": probs[torch.as_tensor(np.asarray(indices))]}
-    return SelectionContext(model=SimpleNamespace(dropout=0.0), pool=None, labeled=np.zeros(0, dtype=np.int64),
-                            rng=np.random.default_rng(0), device=torch.device("cpu"), predictor=predictor)
-
 
 BAAL_SCORES = [0.157689733474, 0.268960916727, 0.318668522731, 0.124268268525,
                0.261452692809, 0.132304627814, 0.632215334631, 0.117514241391]  # baal's gaps, rows 0..7

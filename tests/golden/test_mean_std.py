@@ -13,33 +13,13 @@ quantity: 18 of its top-20 are in al-bench's, in another order; not an option he
 """
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
+from golden_inputs import N, S, mc_input
+from golden_inputs import mc_context as context
 
-from al_bench.strategies.base import SelectionContext
 from al_bench.strategies.mean_std import MeanStd, mean_std
-
-N, S, C = 200, 16, 10
-
-
-def mc_input():
-    g = torch.Generator().manual_seed(1703)
-    centre = 3.0 * torch.randn(N, 1, C, generator=g, dtype=torch.float64)
-    spread = 10.0 ** (2.5 * torch.rand(N, 1, 1, generator=g, dtype=torch.float64) - 2.0)  # 0.01 .. 3
-    noise = torch.randn(N, S, C, generator=g, dtype=torch.float64)
-    return torch.softmax(centre + spread * noise, dim=2)
-
-
-def context(mc):
-    def predictor(indices, mc_samples=0):
-        idx = torch.as_tensor(np.asarray(indices))
-        return {"probs": mc[idx].mean(1), "mc_probs": mc[idx]}
-    return SelectionContext(model=SimpleNamespace(dropout=0.5), pool=None, labeled=np.zeros(0, dtype=np.int64),
-                            rng=np.random.default_rng(0), device=torch.device("cpu"), predictor=predictor)
-
 
 TOP = [73, 171, 87, 36, 138, 177, 3, 16, 179, 58, 35, 124, 102, 114, 11, 81, 159, 134, 156, 51]  # DeepAL+
 UNBIASED = [0.00477019333462, 0.00292169898652, 0.000484663008409, 0.14692479513, 0.0018683797484,

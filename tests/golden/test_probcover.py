@@ -23,14 +23,6 @@ AUTHORS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def embeddings():
     torch.manual_seed(1)
     return torch.randn(500, 5) * torch.linspace(0.4, 1.6, 5)

@@ -26,14 +26,6 @@ AUTHORS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def embeddings():
     torch.manual_seed(0)
     return torch.randn(400, 6) * torch.linspace(0.5, 1.5, 6)

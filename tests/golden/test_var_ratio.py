@@ -14,33 +14,13 @@ baal has no variation ratio. Measured: votes, all 200 scores identical (exact); 
 and the top-20 in order. Votes tie (12 distinct values here), so the test pins scores, not picks.
 """
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
+from golden_inputs import N, S, mc_input
+from golden_inputs import mc_context as context
 
-from al_bench.strategies.base import SelectionContext
 from al_bench.strategies.var_ratio import VarRatio, mean_variation_ratio, variation_ratio
-
-N, S, C = 200, 16, 10
-
-
-def mc_input():
-    g = torch.Generator().manual_seed(1703)
-    centre = 3.0 * torch.randn(N, 1, C, generator=g, dtype=torch.float64)
-    spread = 10.0 ** (2.5 * torch.rand(N, 1, 1, generator=g, dtype=torch.float64) - 2.0)  # 0.01 .. 3
-    noise = torch.randn(N, S, C, generator=g, dtype=torch.float64)
-    return torch.softmax(centre + spread * noise, dim=2)
-
-
-def context(mc):
-    def predictor(indices, mc_samples=0):
-        idx = torch.as_tensor(np.asarray(indices))
-        return {"probs": mc[idx].mean(1), "mc_probs": mc[idx]}
-    return SelectionContext(model=SimpleNamespace(dropout=0.5), pool=None, labeled=np.zeros(0, dtype=np.int64),
-                            rng=np.random.default_rng(0), device=torch.device("cpu"), predictor=predictor)
-
 
 VOTES = [0, 0, 0, 8, 0, 10, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 8, 4, 0, 0, 4, 7, 0, 1, 0, 1, 0, 2, 0, 0, 0, 0, 0, 7, 3, 10,
          10, 0, 4, 0, 1, 0, 2, 0, 0, 0, 1, 1, 0, 6, 0, 9, 0, 0, 0, 0, 2, 0, 4, 0, 4, 0, 0, 0, 0, 0, 0, 5, 0, 0, 5, 0, 0,
