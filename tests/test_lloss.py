@@ -275,3 +275,32 @@ def test_deepalplus_preset_keeps_one_module_across_cycles_with_adam_without_weig
     module = paper.module
     paper.setup(model, ctx, warm_start=False)
     assert paper.module is not module
+
+
+def test_the_mse_ablation_equals_mse_for_small_errors_and_bounds_the_gradient_beyond():
+    from al_bench.strategies.lloss import mse_loss
+
+    true = torch.tensor([1.0, 2.0, 0.5, 4.0])
+    pred = torch.tensor([1.5, 1.8, 0.6, 0.0], requires_grad=True)  # errors 0.5, -0.2, 0.1, -4.0
+    plain = mse_loss(pred[:3], true[:3])
+    assert mse_loss(pred[:3], true[:3], clip=1.0).item() == pytest.approx(plain.item())  # all within delta
+    loss = mse_loss(pred, true, clip=1.0)
+    assert loss.item() == pytest.approx((0.25 + 0.04 + 0.01 + 2 * (4.0 - 0.5)) / 4)
+    loss.backward()
+    assert pred.grad.tolist() == pytest.approx([2 * 0.5 / 4, 2 * -0.2 / 4, 2 * 0.1 / 4, -2.0 / 4])
+
+
+@pytest.mark.parametrize("clip, diverges", [("1.0", False), ("null", True)])
+def test_the_mse_ablation_runs_where_lloss_runs(tmp_path, clip, diverges):
+    """experiment=quickstart: plain MSE blows up in cycle 0 (the module alone, at lr 0.05); the
+    bounded version trains like lloss."""
+    from conftest import run_al
+
+    from al_bench.training import TrainingDiverged
+
+    args = ["experiment=quickstart", "strategy=lloss_mse", "budget.cycles=1", f"strategy.mse_clip={clip}"]
+    if diverges:
+        with pytest.raises(TrainingDiverged, match="plugin_loss is inf"):
+            run_al(args, tmp_path)
+    else:
+        assert run_al(args, tmp_path)[0]["test_acc"] > 0.25
