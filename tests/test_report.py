@@ -214,6 +214,10 @@ def test_differing_knobs_rules():
     assert differing_knobs(runs) == ["strategy.margin"]
     runs.append((cell["random"], {"trainer.epochs": 100}))
     assert differing_knobs(runs) == ["strategy.margin", "trainer.epochs"]
+    # only the top-level seed is a trial: the synthetic data's own seed is a setting
+    synth = ("synthetic", "small_cnn", "random")
+    data_seeds = [(synth, {"seed": s, "dataset.seed": d}) for s in (0, 1) for d in (0, 5)]
+    assert differing_knobs(data_seeds) == ["dataset.seed"]
 
 
 def test_strategy_knob_splits_only_its_strategy(tmp_path):
