@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from al_bench.strategies.base import SelectionContext
-from al_bench.strategies.ceal import CEAL, threshold
+from al_bench.strategies.ceal import CEAL
 from al_bench.training.plugin import TrainContext
 
 N = 52

@@ -28,7 +28,7 @@ from torch import nn
 from al_bench.models.base import Backbone
 from al_bench.models.critic import Critic
 from al_bench.strategies.base import SelectionContext
-from al_bench.strategies.waal import WAAL, gradient_penalty, loss_bound
+from al_bench.strategies.waal import WAAL, gradient_penalty
 from al_bench.training.plugin import Step
 
 TRAIN_GPS = [0.959975779, 0.959958553, 0.959109128, 0.955067813]
@@ -65,7 +65,8 @@ TOTAL = [-0.777758598, -0.121465683, 10.9490137, 12.6216221, 8.0059967, 7.733629
     9.56002235, 1.92461586, 6.62930679, 7.82126093, 6.77161503, 1.27265358,
     9.09721661, 10.5573425, 0.928534031, 1.01269531]
 GP = 0.8994961380958557
-PICKS = [0, 1, 38, 39, 16, 35, 29, 31, 9, 7, 10, 26, 28, 22, 27, 17, 25, 32, 34, 15, 13, 12, 5, 33, 4, 11, 18, 6, 19, 36, 24, 30, 21, 37, 14, 2, 3, 23, 20, 8]
+PICKS = [0, 1, 38, 39, 16, 35, 29, 31, 9, 7, 10, 26, 28, 22, 27, 17, 25, 32, 34, 15,
+         13, 12, 5, 33, 4, 11, 18, 6, 19, 36, 24, 30, 21, 37, 14, 2, 3, 23, 20, 8]
 
 
 class Tiny(Backbone):
