@@ -101,3 +101,26 @@ def test_an_ensemble_runs_warm_started_through_the_loop_with_its_members_checkpo
     derived = json.loads((tmp_path / "run.json").read_text())["derived"]
     assert derived["ensemble_members"] == 3
     assert derived["ensemble_evaluate"] == "test_acc/test_loss are the ensemble's averaged prediction"
+
+
+def test_a_warm_started_ensemble_resumed_after_an_interruption_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    import al_bench.training as training
+
+    args = SMOKE + ["strategy=ensemble_bald", "strategy.members=2", "trainer.warm_start=true", "budget.cycles=3"]
+    whole = run_al(args, tmp_path / "whole")
+    fit = training.fit
+
+    def interrupted(*a, **k):
+        if a[6] == 2:  # fit(model, pool, labeled, settings, generator, plugin, cycle): after cycle 1's checkpoint
+            raise KeyboardInterrupt
+        return fit(*a, **k)
+
+    monkeypatch.setattr(training, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_al(args, tmp_path / "resumed")
+    monkeypatch.setattr(training, "fit", fit)
+    resumed = run_al(args, tmp_path / "resumed")
+    drop = lambda ms: [{k: v for k, v in m.items() if not k.endswith("_time_s")} for m in ms]  # noqa: E731
+    assert drop(resumed) == drop(whole)
+    assert np.array_equal(np.load(tmp_path / "whole" / "labeled" / "cycle_02.npy"),
+                          np.load(tmp_path / "resumed" / "labeled" / "cycle_02.npy"))

@@ -63,6 +63,11 @@ class EnsemblePlugin(TrainingPlugin):
         settings, device = ctx.settings, ctx.device
         self.amp = autocast_dtype(settings.precision, device)
         channels_last = use_channels_last(settings.channels_last, device)
+        # the members' data streams: seeded from the cycle's seeded global generator (never from the
+        # trainer's, so the model trains exactly as in a plain run), before any initialisation draws,
+        # so a resumed warm-started run that builds its members anew draws the same seeds
+        seeds = torch.randint(2**62, (self.n_members - 1,)).tolist()
+        self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
         if self.nets is None or not warm_start:
             self.nets = [fresh_replica(model) for _ in range(self.n_members - 1)]
         if channels_last:
@@ -70,10 +75,6 @@ class EnsemblePlugin(TrainingPlugin):
         self.pool, self.settings = ctx.pool, settings
         self.rows = torch.as_tensor(np.asarray(ctx.labeled), device=device)
         self.normalize = Normalize(ctx.pool.mean, ctx.pool.std, device, channels_last)
-        # the members' data streams: seeded from the cycle's seeded global generator, never from the
-        # trainer's, so the model trains exactly as in a plain run
-        seeds = torch.randint(2**62, (len(self.nets),)).tolist()
-        self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
         self.orders, self.epoch, self.pos = None, -1, 0
 
     def modules(self) -> dict[str, nn.Module]:

@@ -1,7 +1,8 @@
 """Hand-checked values for the deep-ensemble scores (Beluch et al., CVPR 2018).
 
 There is no authors' code to run: the paper (CVPR 2018 open access) links no repository, and none was
-found (GitHub search for the authors and the title, 2025). So the three scores are pinned on four
+found (a search of public GitHub repositories by the first author's name and by the title). So the three
+scores are pinned on four
 candidates whose M = 3 member distributions over C = 3 classes are chosen so that the right answer is
 known by hand, in nats:
   c0  three identical members (0.6, 0.3, 0.1): entropy H(0.6, 0.3, 0.1) = 0.897946, BALD 0, votes 0;
