@@ -1,10 +1,9 @@
 """Hand-checked values for the deep-ensemble scores (Beluch et al., CVPR 2018).
 
-There is no authors' code to run: the paper (CVPR 2018 open access) links no repository, and none was
-found (a search of public GitHub repositories by the first author's name and by the title). So the three
-scores are pinned on four
-candidates whose M = 3 member distributions over C = 3 classes are chosen so that the right answer is
-known by hand, in nats:
+There is no authors' code to run: the paper's CVF open-access page lists pdf, supplement and bibtex but
+no code, and a search of public GitHub repositories by the first author's name and by the title found
+none. So the three scores are pinned on four candidates whose M = 3 member distributions over C = 3
+classes are chosen so that the right answer is known by hand, in nats:
   c0  three identical members (0.6, 0.3, 0.1): entropy H(0.6, 0.3, 0.1) = 0.897946, BALD 0, votes 0;
   c1  three confident members that contradict each other: entropy = BALD = log 3 = 1.098612, votes 2/3;
   c2  (0.7, 0.2, 0.1), (0.2, 0.7, 0.1), (0.7, 0.2, 0.1): mean (8/15, 11/30, 1/10), entropy 0.933394,
@@ -13,7 +12,7 @@ known by hand, in nats:
 Entropy ranks c1, c3, c2, c0 (c3's members agree on a flat prediction); BALD ranks c1, c2, c3, c0 (it
 discounts what every member is unsure about): the picks of the two differ at k = 2.
 Key-term ablation (tried): members replaced by copies of member 0 make BALD and the votes zero for every
-candidate, and scoring the mean member's entropy with member 0 alone moves the entropy values; both fail
+candidate, and the entropy of member 0 alone instead of the members' mean moves the entropy values; both fail
 the pinned values below.
 """
 
