@@ -44,7 +44,8 @@ def test_ta_vaal_selects_the_lowest_rank_conditioned_scores(monkeypatch):
     pred_loss = torch.tensor([0.0, -1.0, 0.5, -3.0, 1.0, 0.3, -2.5])  # per pool row
     pool = type("P", (), {"train_x": x, "mean": (128 / 255,), "std": (0.25,)})()
     ctx = SelectionContext(model=None, pool=pool, labeled=np.array([0]), rng=np.random.default_rng(0),
-                           device=torch.device("cpu"), predictor=lambda idx, mc_samples=0: {"pred_loss": pred_loss[idx]})
+                           device=torch.device("cpu"),
+                           predictor=lambda idx, mc_samples=0: {"pred_loss": pred_loss[idx]})
     strategy = TaVaal(vae_batch_size=2, vae_epochs=4.0)
     # mu + r over candidates 1..6: -1, 0.5, -3, 1, -1.7, -0.5 (+ rounding): lowest 3, then 5, then 1
     assert strategy.select(ctx, np.arange(1, 7), 3).tolist() == [3, 5, 1]

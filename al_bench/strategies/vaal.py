@@ -186,7 +186,8 @@ class VaalPlugin(TrainingPlugin):
 
     def update(self, step: Step) -> torch.Tensor:
         # the classifier's step: the trainer's default step, on the backbone's optimiser alone
-        target = TrainingPlugin.update(self, dataclasses.replace(step, optimizers={"backbone": step.optimizers["backbone"]}))
+        classifier_only = dataclasses.replace(step, optimizers={"backbone": step.optimizers["backbone"]})
+        target = TrainingPlugin.update(self, classifier_only)
         x_l, x_u = step.x.float(), step.unlabeled_x.float()
         opt_v, opt_d = step.optimizers["vae"], step.optimizers["discriminator"]
         with torch.autocast(step.x.device.type, enabled=False):
