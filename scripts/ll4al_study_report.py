@@ -12,6 +12,7 @@ accuracy of lloss and random; right: ranking accuracy of the module and of entro
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -35,8 +36,8 @@ def main(sweep: str, out: str) -> None:
     runs, problems = load_runs([sweep])
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
-    epochs_col = next(c for c in runs.columns if c.endswith("trainer.epochs"))
-    runs = runs.assign(epochs=runs[epochs_col].astype(int), test_acc=runs.test_acc * 100)
+    epochs = {d: json.loads((Path(d) / "run.json").read_text())["knobs"]["trainer.epochs"] for d in set(runs.run_dir)}
+    runs = runs.assign(epochs=runs.run_dir.map(epochs).astype(int), test_acc=runs.test_acc * 100)
     table = mean_std(runs, "test_acc")
     lloss = runs[runs.strategy == "lloss"]
     for column in ("lpl_rank_acc", "entropy_rank_acc"):
