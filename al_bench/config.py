@@ -183,8 +183,7 @@ def _show(value) -> str:
         .replace("None", "null")
 
 
-@cache
-def _locate(target: str):
+def _locate(target: str):  # not cached: a test's (or a plugin's) replacement of the target must be seen
     import importlib
 
     module, _, attr = target.rpartition(".")
@@ -194,7 +193,6 @@ def _locate(target: str):
         raise ConfigError(f"_target_ {target!r} cannot be imported ({exc})") from None
 
 
-@cache
 def _schema(target: str, build_args: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any]]:
     """{argument: (annotation, default)} of a `_target_`: a function, a class or a dataclass;
     `build_args` are given when building, not by the config."""
