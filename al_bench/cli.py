@@ -50,17 +50,19 @@ def knob_dir(overrides, exclude_keys) -> str:
 
     Used in conf/config.yaml as
     `${al_bench.knob_dir:${hydra.overrides.task},${hydra.job.config.override_dirname.exclude_keys}}`.
-    Unlike Hydra's override_dirname, values are parsed and written in one form: a multirun passes
-    `trainer.warm_start=False` to its jobs for the `false` typed by the user, and a single run and
-    a sweep of the same config must land in the same directory.
+    An exclude key ending in `.*` excludes every key under it (`logger.*`: a tracker's settings
+    never name a directory). Unlike Hydra's override_dirname, values are parsed and written in one
+    form: a multirun passes `trainer.warm_start=False` to its jobs for the `false` typed by the
+    user, and a single run and a sweep of the same config must land in the same directory.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    exclude = set(exclude_keys)
+    exclude = {str(k) for k in exclude_keys}
+    prefixes = tuple(k[:-1] for k in exclude if k.endswith(".*"))
     knobs = {}
     for override in OverridesParser.create().parse_overrides([str(o) for o in overrides]):
         key = override.key_or_group
-        if key in exclude or key.startswith("hydra.") or key.startswith("hydra/"):
+        if key in exclude or key.startswith(("hydra.", "hydra/", *prefixes)):
             continue
         knobs[key] = f"~{key}" if override.is_delete() else f"{key}={_render(override.value())}"
     if not knobs:

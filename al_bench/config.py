@@ -36,7 +36,10 @@ from al_bench.budget import Budget
 
 log = logging.getLogger("al_bench")
 
-GROUPS = ("dataset", "model", "strategy", "budget", "trainer")
+GROUPS = ("dataset", "model", "strategy", "budget", "trainer", "logger")
+# How a run is observed never changes what it measures: these groups are no knobs (run.json's knobs,
+# the resume check, the report's rows), and may change when a run is resumed.
+OBSERVER_GROUPS = ("logger",)
 BUILD_ARGS = {"model": ("num_classes", "in_channels")}  # given by the loop, not by the config
 TOP_LEVEL = {"name": (str, "a non-empty name"), "seed": (int, "an integer >= 0"), "out_root": (str, "a non-empty path")}
 STRICT = ConfigDict(strict=True, allow_inf_nan=False, arbitrary_types_allowed=True)
@@ -79,10 +82,11 @@ class RunConfig:
     trainer: Any  # al_bench.training.TrainSettings
     record: dict  # the resolved config, as run.json keeps it
     ignored: dict = field(default_factory=dict)  # preset options that did not apply ("strategy.detach_rule": "gt")
+    logger: Component | None = None  # al_bench.tracking: builds a RunLogger; None = log nothing
 
     @property
     def knobs(self) -> dict:
-        return flatten(self.record)
+        return flatten({k: v for k, v in self.record.items() if k not in OBSERVER_GROUPS})
 
 
 def flatten(node: dict, prefix: str = "") -> dict:
@@ -112,6 +116,7 @@ def load(cfg: DictConfig, overrides: typing.Iterable[str] = ()) -> RunConfig:
     given = _command_line_keys(overrides)
     ignored: dict = {}
     parts = {g: _component(g, container.get(g), given, ignored) for g in GROUPS}
+    parts["logger"].build()  # a tracker's factory checks that its library is installed (ConfigError naming the extra)
     budget = parts["budget"].build()
     trainer = parts["trainer"].build()
     budget.check()
@@ -122,7 +127,7 @@ def load(cfg: DictConfig, overrides: typing.Iterable[str] = ()) -> RunConfig:
                     parts[key.split(".")[0]].name)
     return RunConfig(name=container["name"], seed=container["seed"], out_root=container["out_root"],
                      dataset=parts["dataset"], model=parts["model"], strategy=parts["strategy"], budget=budget,
-                     trainer=trainer, record=container, ignored=ignored)
+                     trainer=trainer, record=container, ignored=ignored, logger=parts["logger"])
 
 
 def _resolve(cfg: DictConfig) -> dict:

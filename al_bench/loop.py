@@ -25,6 +25,7 @@ from al_bench import ConfigError
 from al_bench.budget import Budget
 from al_bench.config import RunConfig
 from al_bench.rundir import ResumeState, RunDir, check_writable
+from al_bench.tracking import RunLogger
 
 # torch and the training machinery are imported inside the functions that use them: deciding that
 # a run is finished, foreign or damaged must not cost the seconds that importing torch takes (a
@@ -190,10 +191,6 @@ def _versions() -> dict:
 
 def _run_cycles(cfg: RunConfig, run: RunDir, device, strategy, pool: Pool, state: ResumeState | None,
                 config_files: dict[str, str]) -> list[dict]:
-    import torch
-
-    from al_bench.training import evaluate, fit, predict, train_context
-
     budget, settings, seed = cfg.budget, cfg.trainer, cfg.seed
     plugin = strategy.train_plugin()
     if state is None:  # a new run
@@ -210,6 +207,23 @@ def _run_cycles(cfg: RunConfig, run: RunDir, device, strategy, pool: Pool, state
         run.write_text(name, text)
     run.clear_failed()
 
+    # Opened once the directory is this config's run; closed however the cycles end.
+    tracker = cfg.logger.build() if cfg.logger is not None else RunLogger()
+    tracker.open(run.path, cfg.name, settings.epochs)
+    try:
+        tracker.log_config(cfg.record)
+        return _train_cycles(cfg, run, device, strategy, pool, plugin, state, tracker)
+    finally:
+        tracker.close()
+
+
+def _train_cycles(cfg: RunConfig, run: RunDir, device, strategy, pool: Pool, plugin, state: ResumeState,
+                  tracker: RunLogger) -> list[dict]:
+    import torch
+
+    from al_bench.training import evaluate, fit, predict, train_context
+
+    budget, settings, seed = cfg.budget, cfg.trainer, cfg.seed
     done, labeled, model, plugin_state = state.done, state.labeled, state.model, state.plugin_state
     pool_dev = pool.to(device)
     for cycle in range(len(done), budget.cycles):
@@ -225,7 +239,8 @@ def _run_cycles(cfg: RunConfig, run: RunDir, device, strategy, pool: Pool, state
                 plugin.load_state_dict(plugin_state)
                 plugin_state = None
         torch.manual_seed(derive_seed(seed, "train", cycle))
-        stats = fit(model, pool_dev, labeled, settings, gen, plugin, cycle, desc=f"cycle {cycle}")
+        stats = fit(model, pool_dev, labeled, settings, gen, plugin, cycle, desc=f"cycle {cycle}",
+                    on_epoch_end=lambda epoch, values, c=cycle: tracker.log_epoch(c, epoch, values))
 
         test_preds = predict(model, pool_dev.test_x, pool.mean, pool.std, settings.eval_batch_size, plugin,
                              precision=settings.precision, channels_last=settings.channels_last)
@@ -251,6 +266,7 @@ def _run_cycles(cfg: RunConfig, run: RunDir, device, strategy, pool: Pool, state
                 run.save_checkpoint(cycle, model, plugin.state_dict() if plugin is not None else None, metrics)
         run.append_metrics(metrics)
         done.append(metrics)
+        tracker.log_cycle(cycle, metrics)
         log.info("cycle=%d n_labeled=%d test_acc=%.4f train_time_s=%.1f select_time_s=%.1f%s", cycle,
                  metrics["n_labeled"], metrics["test_acc"], metrics["train_time_s"], metrics["select_time_s"],
                  "".join(f" {k}={v:.4f}" for k, v in metrics.items() if k.endswith("rank_acc")))

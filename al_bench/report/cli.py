@@ -1,4 +1,4 @@
-"""``al-bench-report PATH... [--out DIR]``: tables and figures from run directories and sweeps.
+"""``al-bench-report PATH... [--out DIR] [--html]``: tables and figures from run directories and sweeps.
 
 Prints the Markdown summary tables to stdout, one warning line per problem to stderr, and where
 the files are at the end. Exit status: 0 when a report was written; 2 for a usage error, a path
@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="published curves to overlay, e.g. results/reference/ll4al_cifar10_fig4.csv")
     parser.add_argument("--relative-to", metavar="STRATEGY",
                         help="plot accuracy minus this strategy's mean (percentage points), e.g. random")
+    parser.add_argument("--html", action="store_true",
+                        help="also write report.html: one self-contained page (figures embedded, tables, settings, "
+                        "failed and incomplete runs, links to the run directories) that opens without a server")
     return parser
 
 
@@ -77,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.relative_to is not None and args.relative_to not in set(known.strategy):
         return fail(f"--relative-to {args.relative_to}: no runs of that strategy")
 
-    report = write_report(collection, out_dir, reference, args.relative_to)
+    report = write_report(collection, out_dir, reference, args.relative_to,
+                          html_from=list(args.paths) if args.html else None)
     for problem in report.problems:
         print(f"warning: {problem}", file=sys.stderr)
     print(report.markdown)

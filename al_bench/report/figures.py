@@ -3,15 +3,22 @@
 Curves follow the deep active-learning papers' convention: test accuracy (%) against the number
 of labeled images, one line with markers per strategy, a band of ±1 sample std over seeds, a
 fixed colour per strategy (random in black with square markers), published curves dashed.
+
+Every text stays readable whatever the labels: constrained layout keeps titles, axis labels and
+the legend (below the axes) on the canvas, long titles and labels are wrapped, and tick labels
+that would overlap are thinned out after a first draw (`thin_tick_labels`), e.g. runs at 40..240
+labels drawn beside the paper's 1,000..10,000.
 """
 
 from __future__ import annotations
 
+import textwrap
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 STRATEGY_STYLE = {  # colour, marker
@@ -77,10 +84,52 @@ def reference_lines(reference: pd.DataFrame, relative_to: str | None) -> list[di
     return lines
 
 
+def wrap(text: str, width: int) -> str:
+    """`text` wrapped to lines of at most `width` characters (existing line breaks kept)."""
+    return "\n".join(textwrap.fill(line, width, break_long_words=True) or line for line in str(text).split("\n"))
+
+
+def drawn_tick_labels(axis) -> list[tuple[float, object]]:
+    """(location, label) of the ticks of `axis` that are drawn: labelled, inside the view limits."""
+    low, high = sorted(axis.get_view_interval())
+    span = (high - low) * 1e-9
+    return [(loc, label) for loc, label in zip(axis.get_ticklocs(), axis.get_ticklabels())
+            if label.get_visible() and label.get_text() and low - span <= loc <= high + span]
+
+
+def thin_tick_labels(figure: Figure, axis, gap_px: float = 4.0) -> None:
+    """Keep the ticks of `axis` whose labels do not overlap the previous kept one (drawn once to
+    measure them); the first tick always stays."""
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    ticks = drawn_tick_labels(axis)
+    vertical = axis.axis_name == "y"
+    kept, last = [], None
+    for loc, label in ticks:
+        box = label.get_window_extent(renderer)
+        low, high = (box.y0, box.y1) if vertical else (box.x0, box.x1)
+        if last is None or low > last + gap_px:
+            kept.append(loc)
+            last = high
+    if len(kept) < len(ticks):
+        axis.set_ticks(kept)
+
+
 def draw_curves(summary: pd.DataFrame, title: str, stem: Path, reference: pd.DataFrame | None = None,
                 relative_to: str | None = None) -> list[Path]:
     """Learning curves of one setting, saved as ``stem``.png and ``stem``.pdf; returns the paths."""
+    figure = curves_figure(summary, title, reference, relative_to)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    for path in paths:
+        figure.savefig(path, dpi=150)
+    return paths
+
+
+def curves_figure(summary: pd.DataFrame, title: str, reference: pd.DataFrame | None = None,
+                  relative_to: str | None = None) -> Figure:
+    """The learning-curves figure of one setting, laid out (see draw_curves)."""
     figure = Figure(figsize=(7, 5), layout="constrained")
+    FigureCanvasAgg(figure)  # a canvas to measure text on, without pyplot
     axes = figure.add_subplot()
     variants: dict[str, int] = {}
     for line in curve_lines(summary, relative_to):
@@ -89,7 +138,7 @@ def draw_curves(summary: pd.DataFrame, title: str, stem: Path, reference: pd.Dat
         variants[line["strategy"]] += 1
         axes.plot(line["x"], line["y"], color=colour, marker=marker, markersize=5,
                   linestyle=VARIANT_LINESTYLES[variant % len(VARIANT_LINESTYLES)],
-                  label=f"{line['row']} ({seeds_text(line['seeds'])})", zorder=3)
+                  label=wrap(f"{line['row']} ({seeds_text(line['seeds'])})", 45), zorder=3)
         axes.fill_between(line["x"], line["y"] - line["std"], line["y"] + line["std"],
                           color=colour, alpha=0.15, linewidth=0)
     for line in reference_lines(reference, relative_to) if reference is not None else []:
@@ -105,21 +154,28 @@ def draw_curves(summary: pd.DataFrame, title: str, stem: Path, reference: pd.Dat
     else:
         axes.set_ylabel("Test accuracy (%)\nmean ± 1 std over seeds")
     axes.set_xlabel("Number of labeled images")
-    axes.set_title(title, fontsize=10)
+    axes.set_title(wrap(title, 80), fontsize=10)
     axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=7, loc="best")
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    for path in paths:
-        figure.savefig(path, dpi=150)
-    return paths
+    # below the axes, not on them: a legend inside covers curves, and a long one ran off the canvas
+    figure.legend(*axes.get_legend_handles_labels(), fontsize=7, loc="outside lower center", ncols=2)
+    thin_tick_labels(figure, axes.xaxis)
+    thin_tick_labels(figure, axes.yaxis)
+    return figure
 
 
 def draw_penalty_matrix(matrix: pd.DataFrame, column_mean: pd.Series, title: str, path: Path) -> Path:
     """Heatmap of a penalty matrix with its values and a column-mean row below; saved to ``path``."""
+    penalty_figure(matrix, column_mean, title).savefig(path, dpi=150)
+    return path
+
+
+def penalty_figure(matrix: pd.DataFrame, column_mean: pd.Series, title: str) -> Figure:
+    """The penalty-matrix heatmap (see draw_penalty_matrix)."""
     rows = list(matrix.index)
     values = np.vstack([matrix.to_numpy(dtype=float), column_mean.reindex(matrix.columns).to_numpy(dtype=float)])
     size = 1.6 + 0.9 * len(rows)
     figure = Figure(figsize=(size + 1.5, size), layout="constrained")
+    FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     axes.set_facecolor("0.9")  # grey = not evaluated (diagonal, or no budget with two paired seeds)
     image = axes.imshow(np.ma.masked_invalid(values), cmap="Reds", vmin=0.0, vmax=1.0)
@@ -128,13 +184,17 @@ def draw_penalty_matrix(matrix: pd.DataFrame, column_mean: pd.Series, title: str
             axes.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
                       color="white" if value > 0.6 else "black")
     axes.axhline(len(rows) - 0.5, color="black", linewidth=1.5)
-    axes.set_xticks(range(len(rows)), labels=rows, rotation=45, ha="right", fontsize=8)
-    axes.set_yticks(range(len(rows) + 1), labels=[*rows, "column mean"], fontsize=8)
+    labels = [wrap(row, 30) for row in rows]
+    # vertical: 45-degree labels' boxes overlap their neighbours' once the labels are long
+    axes.set_xticks(range(len(rows)), labels=labels, rotation=90, fontsize=8)
+    axes.set_yticks(range(len(rows) + 1), labels=[*labels, "column mean"], fontsize=8)
     axes.set_xlabel("column: beaten")
     axes.set_ylabel("row: wins")
-    axes.set_title(f"{title}\nP[row, column] = share of budgets where row beats column\n"
-                   "(paired t-test over seeds, p < 0.05; Ash et al. 2020)", fontsize=8)
+    # centred on the figure (an axes title is centred on the heatmap, left of the colour bar, and a
+    # wide one ran off the canvas), wrapped to the figure's width at about 0.6 em per character
+    width = int((size + 1.5) * 72 / (8 * 0.6)) - 6
+    figure.suptitle(wrap(f"{title}\nP[row, column] = share of budgets where row beats column\n"
+                         "(paired t-test over seeds, p < 0.05; Ash et al. 2020)", width), fontsize=8)
     figure.colorbar(image, ax=axes, shrink=0.8)
-    figure.savefig(path, dpi=150)
-    return path
+    return figure
 

@@ -1,9 +1,10 @@
 """Write every report file for a collection of runs into one folder.
 
 Files: runs.csv, summary.csv / .md / .tex, aubc.csv, pairwise.csv, and per setting the figures
-curves.png / .pdf and pairwise.png. With several settings (datasets, models or budget schedules)
-each figure name gets the setting as a suffix (``curves_cifar10_resnet18_init1000_step1000_sub10000.png``);
-the tables and CSV files hold every setting.
+curves.png / .pdf and pairwise.png; with ``--html`` also report.html, all of it in one page. With
+several settings (datasets, models or budget schedules) each figure name gets the setting as a
+suffix (``curves_cifar10_resnet18_init1000_step1000_sub10000.png``); the tables and CSV files hold
+every setting.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from al_bench.report import aggregate, figures, pairwise, tables
+from al_bench.report import aggregate, figures, html, pairwise, tables
 from al_bench.report.collect import SETTING_COLUMNS, Collection
 
 INTERNAL_COLUMNS = ["setting", "setting_rank", "row_rank"]
@@ -97,12 +98,18 @@ def write_curves(summary: pd.DataFrame, annotated: pd.DataFrame, out_dir: Path, 
         report.files += figures.draw_curves(part, title, stems[int(rank)], reference, relative_to)
 
 
+def write_aubc_rows(annotated: pd.DataFrame) -> pd.DataFrame:
+    """AUBC per table row (as in aubc.csv's ``kind=mean`` lines, with the ordering columns)."""
+    return aggregate.aubc_per_row(aggregate.aubc_per_run(annotated))
+
+
 def write_report(collection: Collection, out_dir: str | Path, reference: pd.DataFrame | None = None,
-                 relative_to: str | None = None) -> Report:
+                 relative_to: str | None = None, html_from: list | None = None) -> Report:
     """Write all report files for ``collection`` into ``out_dir`` (created if needed).
 
     ``reference``: published curves (``collect.read_reference``) overlaid dashed on every curves
     figure. ``relative_to``: a strategy whose mean curve is subtracted from every curve.
+    ``html_from``: the paths the collection was read from; when given, report.html is written too.
     Raises ValueError when no run can be aggregated (all unknown or without finished cycles).
     """
     out_dir = Path(out_dir)
@@ -121,4 +128,8 @@ def write_report(collection: Collection, out_dir: str | Path, reference: pd.Data
     write_text(tables.latex_tables(summary, aubc), out_dir / "summary.tex", report.files)
     write_pairwise(annotated, out_dir, report)
     write_curves(summary, annotated, out_dir, report, reference, relative_to)
+    if html_from is not None:
+        page = html.render(html_from, out_dir, summary, write_aubc_rows(annotated), list(report.files),
+                           [*collection.problems, *report.problems])
+        write_text(page, out_dir / "report.html", report.files)
     return report

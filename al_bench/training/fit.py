@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -70,6 +71,7 @@ def fit(
     plugin: TrainingPlugin | None = None,
     cycle: int = 0,
     desc: str = "train",
+    on_epoch_end: Callable[[int, dict], None] | None = None,
 ) -> dict:
     """Train `model` (and the plugin's modules) on pool.train_x[indices] for settings.epochs.
 
@@ -78,6 +80,9 @@ def fit(
     "test_loss": ..}, ...] when settings.eval_every > 0: the test set is then evaluated after every
     eval_every-th epoch except the last (whose evaluation is the caller's). Evaluation draws no
     random numbers, so eval_every does not change the trained weights.
+    `on_epoch_end(epoch, values)`, when given, is called after every epoch with the epoch's
+    train_loss, the plugin's epoch means and the backbone's learning rate `lr` (an experiment
+    tracker's hook: it reads plain floats and changes nothing in training).
     Raises TrainingDiverged when a loss becomes NaN or infinite.
     """
     plugin = plugin if plugin is not None else TrainingPlugin()
@@ -165,6 +170,8 @@ def fit(
             )
         bar.set_postfix(loss=f"{epoch_loss:.3f}", refresh=False)
         plugin.after_epoch(epoch, ctx)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, {**stats, "lr": float(optimizers["backbone"].param_groups[0]["lr"])})
         if settings.eval_every > 0 and (epoch + 1) % settings.eval_every == 0 and epoch + 1 < settings.epochs:
             preds = predict(model, pool.test_x, pool.mean, pool.std, settings.eval_batch_size, plugin,
                             precision=settings.precision, channels_last=settings.channels_last)
