@@ -178,15 +178,16 @@ def _run_record(cfg: RunConfig, pool: Pool, device, plugin) -> dict:
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    import hydra
     import torch
 
-    try:
-        torchvision = version("torchvision")  # without importing it (a second per process otherwise)
-    except PackageNotFoundError:
-        torchvision = None
-    return {"al_bench": al_bench.__version__, "torch": torch.__version__, "torchvision": torchvision,
-            "hydra": hydra.__version__, "numpy": np.__version__, "python": platform.python_version()}
+    def installed(name: str) -> str | None:  # without importing it (torchvision costs a second per process)
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {"al_bench": al_bench.__version__, "torch": torch.__version__, "torchvision": installed("torchvision"),
+            "hydra": installed("hydra-core"), "numpy": np.__version__, "python": platform.python_version()}
 
 
 def _run_cycles(cfg: RunConfig, run: RunDir, device, strategy, pool: Pool, state: ResumeState | None,

@@ -109,3 +109,14 @@ def test_mc_dropout_strategy_without_dropout_is_refused_before_training(tmp_path
     with pytest.raises(ConfigError, match="model.dropout"):
         run_al((SMOKE + ["strategy=bald"]), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_only_cli_and_config_import_hydra_or_omegaconf():
+    """Hydra stays in cli.py and config.py: everything below takes plain values."""
+    import re
+
+    package = Path(__file__).resolve().parents[1] / "al_bench"
+    pattern = re.compile(r"^\s*(import|from)\s+(hydra|omegaconf)\b", re.M)
+    offenders = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
+                       if p.name not in ("cli.py", "config.py") and pattern.search(p.read_text()))
+    assert offenders == []
