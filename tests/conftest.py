@@ -44,6 +44,29 @@ def run_al(overrides, out_dir):
     return loop.run_al(cfg, out_dir)
 
 
+def run_interrupted_and_resumed(args, tmp_path, monkeypatch, at_cycle=2):
+    """Run `args` whole into tmp_path/whole, and again into tmp_path/resumed interrupted (Ctrl-C) as
+    training of `at_cycle` starts, then resumed; returns (whole metrics, resumed metrics) without
+    the timings, for the bit-for-bit comparison of a resumed run with an uninterrupted one."""
+    import al_bench.training as training
+
+    whole = run_al(args, tmp_path / "whole")
+    fit = training.fit
+
+    def interrupted(*a, **k):
+        if a[6] == at_cycle:  # fit(model, pool, labeled, settings, generator, plugin, cycle)
+            raise KeyboardInterrupt
+        return fit(*a, **k)
+
+    monkeypatch.setattr(training, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_al(args, tmp_path / "resumed")
+    monkeypatch.setattr(training, "fit", fit)
+    resumed = run_al(args, tmp_path / "resumed")
+    drop = lambda ms: [{k: v for k, v in m.items() if not k.endswith("_time_s")} for m in ms]  # noqa: E731
+    return drop(whole), drop(resumed)
+
+
 @pytest.fixture
 def cli_run(capsys, monkeypatch):
     """`cli_run(args, cwd)`: the CLI in-process in `cwd`, as a result with returncode and stderr."""

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import SMOKE, run_al
+from conftest import SMOKE, run_al, run_interrupted_and_resumed
 
 from al_bench.data.synthetic import synthetic
 from al_bench.models.small_cnn import SmallCNN
@@ -104,23 +104,8 @@ def test_an_ensemble_runs_warm_started_through_the_loop_with_its_members_checkpo
 
 
 def test_a_warm_started_ensemble_resumed_after_an_interruption_equals_an_uninterrupted_one(tmp_path, monkeypatch):
-    import al_bench.training as training
-
     args = SMOKE + ["strategy=ensemble_bald", "strategy.members=2", "trainer.warm_start=true", "budget.cycles=3"]
-    whole = run_al(args, tmp_path / "whole")
-    fit = training.fit
-
-    def interrupted(*a, **k):
-        if a[6] == 2:  # fit(model, pool, labeled, settings, generator, plugin, cycle): after cycle 1's checkpoint
-            raise KeyboardInterrupt
-        return fit(*a, **k)
-
-    monkeypatch.setattr(training, "fit", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run_al(args, tmp_path / "resumed")
-    monkeypatch.setattr(training, "fit", fit)
-    resumed = run_al(args, tmp_path / "resumed")
-    drop = lambda ms: [{k: v for k, v in m.items() if not k.endswith("_time_s")} for m in ms]  # noqa: E731
-    assert drop(resumed) == drop(whole)
+    whole, resumed = run_interrupted_and_resumed(args, tmp_path, monkeypatch)
+    assert resumed == whole
     assert np.array_equal(np.load(tmp_path / "whole" / "labeled" / "cycle_02.npy"),
                           np.load(tmp_path / "resumed" / "labeled" / "cycle_02.npy"))

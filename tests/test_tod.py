@@ -5,9 +5,8 @@ import json
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 import torch
-from conftest import SMOKE, run_al
+from conftest import SMOKE, run_al, run_interrupted_and_resumed
 
 from al_bench.models.small_cnn import SmallCNN
 from al_bench.strategies.base import SelectionContext
@@ -83,24 +82,9 @@ def test_cod_runs_warm_started_through_the_loop_and_checkpoints_its_ema(tmp_path
 
 
 def test_a_warm_started_cod_run_resumed_after_an_interruption_equals_an_uninterrupted_one(tmp_path, monkeypatch):
-    import al_bench.training as training
-
     args = SMOKE + ["strategy=cod", "trainer.warm_start=true", "budget.cycles=3"]
-    whole = run_al(args, tmp_path / "whole")
-    fit = training.fit
-
-    def interrupted(*a, **k):
-        if a[6] == 2:  # fit(model, pool, labeled, settings, generator, plugin, cycle): after cycle 1's checkpoint
-            raise KeyboardInterrupt
-        return fit(*a, **k)
-
-    monkeypatch.setattr(training, "fit", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run_al(args, tmp_path / "resumed")
-    monkeypatch.setattr(training, "fit", fit)
-    resumed = run_al(args, tmp_path / "resumed")
-    drop = lambda ms: [{k: v for k, v in m.items() if not k.endswith("_time_s")} for m in ms]  # noqa: E731
-    assert drop(resumed) == drop(whole)
+    whole, resumed = run_interrupted_and_resumed(args, tmp_path, monkeypatch)
+    assert resumed == whole
     for c in range(3):
         name = f"labeled/cycle_{c:02d}.npy"
         assert np.array_equal(np.load(tmp_path / "whole" / name), np.load(tmp_path / "resumed" / name))
