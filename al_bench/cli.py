@@ -110,7 +110,7 @@ def run_task(cfg: DictConfig) -> None:
     }
     try:
         run_cfg = config.load(cfg, overrides=list(hydra_cfg.overrides.task))
-        loop.run_al(run_cfg, out_dir, config_files=config_files)
+        loop.run_al(run_cfg, out_dir, config_files=config_files, job_index=hydra_cfg.job.num if multirun else None)
     except ConfigError as exc:
         _close_log_files_under(out_dir)
         rundir.remove_if_unstarted(out_dir, stop_at=_cleanup_limit(cfg.get("out_root")))

@@ -52,7 +52,8 @@ def initial_labeled(pool_name: str, n_pool: int, n_initial: int, seed: int) -> n
     return np.sort(rng.choice(n_pool, size=n_initial, replace=False)).astype(np.int64)
 
 
-def run_al(cfg: RunConfig, out_dir: str | Path, config_files: dict[str, str] | None = None) -> list[dict]:
+def run_al(cfg: RunConfig, out_dir: str | Path, config_files: dict[str, str] | None = None,
+           job_index: int | None = None) -> list[dict]:
     """Run (or continue) one active-learning experiment into `out_dir`; returns the metrics of
     every cycle.
 
@@ -61,7 +62,8 @@ def run_al(cfg: RunConfig, out_dir: str | Path, config_files: dict[str, str] | N
     `out_dir` is written. Once the directory is known to hold this config's run, `config_files`
     (relative path -> text, e.g. Hydra's .hydra/config.yaml) are written into it, and any exception
     from then on leaves FAILED with its traceback (KeyboardInterrupt and SystemExit, e.g. a
-    pre-empted cluster job, leave the run resumable and unmarked).
+    pre-empted cluster job, leave the run resumable and unmarked). `job_index`, the run's index in
+    a sweep, places it on a GPU when trainer.device is auto (training.device.resolve_device).
     """
     run = RunDir(Path(out_dir))
     knobs = cfg.knobs
@@ -73,7 +75,11 @@ def run_al(cfg: RunConfig, out_dir: str | Path, config_files: dict[str, str] | N
 
     from al_bench.training import resolve_device
 
-    device = resolve_device(cfg.trainer.device)
+    device = resolve_device(cfg.trainer.device, job_index)
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.set_device(device)  # code that says "cuda" without an index lands on this run's GPU too
     if cfg.trainer.threads:
         # Small models on a shared CPU: OpenMP threads that wait on each other at every tiny op
         # cost more than they give (the quickstart ran 10x slower with 2 threads beside another job).

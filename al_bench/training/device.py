@@ -18,9 +18,16 @@ if TYPE_CHECKING:
     from al_bench.training.settings import TrainSettings
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, job_index: int | None = None) -> torch.device:
+    """trainer.device as a torch device. "auto" = CUDA when there is a GPU, on GPU
+    `job_index mod n_gpus` for the jobs of a sweep (several runs packed onto each visible GPU,
+    docs/cluster.md), the current GPU for a single run; else the CPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        if job_index is None:
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cuda", gpu_for_job(job_index, torch.cuda.device_count()))
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):
@@ -30,6 +37,15 @@ def resolve_device(name: str) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"unsupported trainer.device={name!r}; use auto, cpu, cuda or cuda:N")
     return device
+
+
+def gpu_for_job(job_index: int, n_gpus: int) -> int:
+    """The GPU of a sweep's job: round robin over the visible GPUs, so n_jobs = R x n_gpus parallel
+    workers start R runs on each GPU. Deterministic in the job's index (not in which GPU is free), so
+    a rerun of the sweep puts each run where it was."""
+    if n_gpus < 1:
+        raise ValueError(f"no GPU to place job {job_index} on")
+    return job_index % n_gpus
 
 
 def cpu_has_amx_bf16() -> bool:
