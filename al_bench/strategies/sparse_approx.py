@@ -115,11 +115,10 @@ def iht(v: torch.Tensor, k: int, iters: int = 300, tol: float = 1e-5) -> tuple[n
     (the momentum point's support plus the k largest |gradient| entries elsewhere), halved; projection
     on the k largest entries, clipped at 0; one debiasing gradient step on that support; the momentum
     coefficient by exact line search along the last change. Stops when ||w - w_prev|| < tol ||w||."""
-    v = v.double()
-    n = v.shape[0]
+    n = v.shape[0]  # in v's dtype: float32 from the strategy (memory-bound passes), float64 in the tests
     target = v.sum(0)
-    w = torch.zeros(n, dtype=torch.float64)
-    y = torch.zeros(n, dtype=torch.float64)
+    w = torch.zeros(n, dtype=v.dtype)
+    y = torch.zeros(n, dtype=v.dtype)
     vw = torch.zeros_like(target)
     a_diff, tau = target, 0.0
 
@@ -156,7 +155,7 @@ def iht(v: torch.Tensor, k: int, iters: int = 300, tol: float = 1e-5) -> tuple[n
         corr = v @ (target - vw)
         corr[picks] = -float("inf")
         picks = torch.cat([picks, torch.topk(corr, k - len(picks)).indices])
-    return picks.numpy().astype(np.int64), w[picks]
+    return picks.numpy().astype(np.int64), w[picks].double()
 
 
 class SparseApprox(Strategy):
