@@ -24,7 +24,8 @@ compute the full ResNet eNTK in JAX on a 4000-point subset with GPUs). Its featu
 explicit, so the kernel regression is solved in weight space (D + 1 dims) and K is never formed: with
 A = Phi_L^T Phi_L + lam I, the labeled solution is f(u) = f0(u) + phi_u^T A^-1 Phi_L^T (Y_L - f0_L), and
 adding (x, y) changes it by phi_u^T A^-1 phi_x / (1 + phi_x^T A^-1 phi_x) (y - f(x)), exactly the
-authors' block (Schur-complement) update with K_LL + lam I. A last-layer kernel has rank D + 1, so once
+authors' block (Schur-complement) update with lam added to the extended kernel (the code adds its jitter to
+K_LL only; the same when lam = 0). A last-layer kernel has rank D + 1, so once
 |L| > D + 1 the ridge is needed: lam = `ridge` x mean ||phi_l||^2 (their relative `ntk_diag_reg` form, 1e-5;
 the code adds a tiny jitter only when K_LL is not positive definite, which its full eNTK almost always is).
 `eval_points` (default 4000, the authors' candidate-subset size `num_subset`, on which their criterion
@@ -33,8 +34,9 @@ candidates); the pseudo-label, the update and the count are otherwise unchanged.
 reference class and another class after the update count as no flip (the code's argmax takes the first).
 
 Cost: O((|L| + N)(D + 1)^2 + (D + 1)^3) to set up, then O(N M (D + C)) for the N x M look-ahead block
-(N candidates, M evaluation points), computed `block` candidates at a time: memory O(N (D + C) + M block C),
-no N x N matrix.
+(N candidates, M evaluation points), in blocks of candidates (M x block <= 4M entries): memory
+O(N (D + C) + M block), no N x N matrix. Measured at N = 10k candidates, |L| = 1k, D = 512, C = 10, k = 1k
+(M = 4000): 1.7 s of CPU time on one thread (the wall time on the shared 2-core machine was 8 s).
 
 References: arXiv:2206.12569
 """
