@@ -37,7 +37,9 @@ With m < k the fit is exact after about m picks and the later greedy picks carry
 be at least the batch size (default m = 1000 = the benchmark's k).
 
 Cost: O(N m C D) to build V (N x m), then greedy O(k (N m + k^2)) or IHT O(iht_iters N m);
-memory O(N (m + C + D)), no N x N matrix.
+memory O(N (m + C + D)), no N x N matrix. Measured at N = 10k, D = 512, C = 10, k = m = 1000, one thread:
+7.2 s of CPU time with greedy and 5.8 s with iht, features included (about 2.5 s of them); greedy makes k
+passes over V (40 MB), so on the shared, loaded 2-core machine its wall time was 33 s (iht 26 s).
 
 References: arXiv:2211.00246
 """
