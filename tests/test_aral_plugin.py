@@ -109,9 +109,9 @@ def test_plugin_trains_the_classifier_on_labeled_unlabeled_and_generated_images(
 
 
 def test_bad_image_shape_is_refused():
-    from al_bench import ConfigError
-
     import dataclasses
+
+    from al_bench import ConfigError
 
     pool = synthetic(n_train=8, n_test=4, num_classes=2, image_size=8, noise=30.0, seed=0)
     pool = dataclasses.replace(pool, train_x=pool.train_x[:, :, :6])
@@ -119,3 +119,39 @@ def test_bad_image_shape_is_refused():
     with pytest.raises(ConfigError, match="square"):
         strategy.plugin.setup(None, train_context(None, pool, np.arange(4), TrainSettings(), 0,
                                                   torch.Generator(), strategy.plugin), warm_start=False)
+
+
+def test_classifier_batch_norm_statistics_stay_those_of_labeled_batches():
+    from al_bench.strategies.aral import bn_stats_frozen
+
+    bn = nn.BatchNorm1d(2)
+    x = torch.tensor([[0.0, 10.0], [2.0, 30.0]], requires_grad=True)
+    with bn_stats_frozen(bn):
+        y = bn(x)
+    y.pow(3).sum().backward()  # autograd's saved tensors are untouched
+    assert torch.equal(bn.running_mean, torch.zeros(2)) and torch.equal(bn.running_var, torch.ones(2))
+    assert int(bn.num_batches_tracked) == 0 and bn.momentum == 0.1
+    assert y.detach() == pytest.approx(torch.tensor([[-1.0, -1.0], [1.0, 1.0]]), abs=1e-4)  # the batch's statistics
+    bn(x)
+    assert bn.running_mean.tolist() == pytest.approx([0.1, 2.0])
+
+
+@pytest.mark.parametrize("options", [{"reconstruction": "trained", "encoder_label": "argmax"},
+                                     {"classifier_bn": "all", "unlabeled_pool": "unlabeled",
+                                      "lr_schedule": "constant"}])
+def test_named_options_train(options):
+    pool = synthetic(n_train=48, n_test=8, num_classes=3, image_size=8, noise=30.0, seed=0)
+    settings = TrainSettings(epochs=1, batch_size=8, lr=0.05, milestones=[1], progress=False, precision="fp32")
+    torch.manual_seed(0)
+    model = SmallCNN(num_classes=3, in_channels=pool.in_channels, width=8)
+    plugin = Aral(width=8, sampler_width=16, noise_size=6, **options).plugin
+    gen = torch.Generator().manual_seed(0)
+    plugin.setup(model, train_context(model, pool, np.arange(8), settings, 0, gen, plugin), warm_start=False)
+    calls = []
+    generate = plugin.generate
+    plugin.generate = lambda z, y: calls.append(y.dim()) or generate(z, y)
+    stats = fit(model, pool, np.arange(8), settings, gen, plugin)
+    # G runs on sampled classes (1-d) in steps 1 and 2; with `trained`, also on x_u's logits (2-d) in step 3
+    assert calls == ([1, 1, 2] if options.get("reconstruction") == "trained" else [1, 1])
+    assert len(plugin.unlabeled_rows) == (48 if "unlabeled_pool" not in options else 40)
+    assert all(np.isfinite(stats[k]) for k in ("plugin_loss", "gen_loss", "enc_loss", "smp_loss"))

@@ -47,13 +47,18 @@ ARAL iteration per classifier step, so the GAN trains for the trainer's epochs o
 trainer's normalisation (the authors normalise with mean = std = 0.5, where the two agree); batches
 are drawn at random with replacement with the trainer's augmentation from the plugin's own
 generator; in `encoder_label: zero` the classifier pass on x_u whose logits only feed that plane
-and the detached reconstruction is skipped (it trains nothing). G, E and S run in fp32.
+and the detached reconstruction is skipped (it trains nothing). G, E and S run in fp32. The
+authors' classifier has no batch norm; a backbone that has it normalises the unlabeled and generated
+batches with their own statistics (training mode, as theirs) but keeps the running statistics of the
+labeled batches (`classifier_bn: labeled`; `all` lets every pass move them, which on the quickstart
+put the eval-mode classifier at 0.47 test accuracy after two cycles against 0.85 with `labeled`).
 
 References: arXiv:1912.09720.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from functools import partial
 from typing import Literal
@@ -96,18 +101,39 @@ def lr_factor(epoch: int, epochs: int, schedule: str) -> float:
     return min(3.0 * (1.0 - epoch / epochs), 1.0) if schedule == "linear_last_third" else 1.0
 
 
+@contextlib.contextmanager
+def bn_stats_frozen(model: nn.Module):
+    """Batch-norm layers of `model` normalise with each batch's statistics but leave their running ones
+    as they are (momentum 0 inside; the batch counter put back). Unlike a restore of the buffers
+    afterwards this leaves the tensors autograd saved untouched."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m, m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None)
+             for m in layers]
+    for m in layers:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum, count in saved:
+            m.momentum = momentum
+            if count is not None:
+                m.num_batches_tracked.copy_(count)
+
+
 class AralPlugin(VaalPlugin):
     """Trains G, E and S beside the classifier and adds the GAN terms to the classifier's step.
     Reuses VAAL's plugin for its own generator, batches and `fresh` draws."""
 
     def __init__(self, noise_size: int, gan_lambda: float, cls_lambda: float, trd_lambda: float, adv_lambda: float,
                  lrs: dict[str, float], width: int, sampler_width: int, unlabeled_batch_size: int | None,
-                 unlabeled_pool: str, encoder_label: str, reconstruction: str, lr_schedule: str):
+                 unlabeled_pool: str, encoder_label: str, reconstruction: str, lr_schedule: str,
+                 classifier_bn: str = "labeled"):
         self.noise_size, self.gan, self.cls = noise_size, float(gan_lambda), float(cls_lambda)
         self.trd, self.adv, self.lrs, self.width, self.sampler_width = float(trd_lambda), float(adv_lambda), lrs, \
             width, sampler_width
         self.requested_unlabeled, self.unlabeled_pool = unlabeled_batch_size, unlabeled_pool
         self.encoder_label, self.reconstruction, self.lr_schedule = encoder_label, reconstruction, lr_schedule
+        self.classifier_bn = classifier_bn
         self.gen: ConditionalGenerator | None = None
         self.enc: LabelEncoder | None = None
         self.smp: Sampler | None = None
@@ -151,11 +177,16 @@ class AralPlugin(VaalPlugin):
         """G's tanh output read as pixels in [0, 1], in the trainer's normalisation."""
         return ((self.gen(z, y) + 1) / 2 - self.pixel_mean) / self.pixel_std
 
+    def extra_passes(self, model: nn.Module):
+        """Around the classifier's passes on unlabeled and generated images: with `classifier_bn: labeled`
+        its batch-norm running statistics stay those of the labeled batches."""
+        return bn_stats_frozen(model) if self.classifier_bn == "labeled" else contextlib.nullcontext()
+
     def plane(self, step: Step, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(the encoder's label plane, the classifier's logits) for unlabeled images x."""
         if self.encoder_label == "zero" and self.reconstruction == "detached":
             return None, None
-        with torch.no_grad():  # the classifier in training mode, as the authors' `self.dis(unl_images)`
+        with torch.no_grad(), self.extra_passes(step.model):  # training mode, as the authors' `self.dis(unl)`
             logits = step.forward(x).logits.float()
         return (logits.argmax(1) / self.num_classes if self.encoder_label == "argmax" else None), logits
 
@@ -164,8 +195,9 @@ class AralPlugin(VaalPlugin):
         z, y = self.noise(len(self._x_u))
         with torch.autocast(step.x.device.type, enabled=False):
             fake = self.generate(z, y).detach()
-        unl_logits = step.forward(self._x_u).logits.float()
-        gen_logits = step.forward(fake).logits.float()
+        with self.extra_passes(step.model):
+            unl_logits = step.forward(self._x_u).logits.float()
+            gen_logits = step.forward(fake).logits.float()
         extra = self.gan * gan_classifier_loss(unl_logits, gen_logits)
         if self.cls != 1.0:  # the default update adds the plain mean cross-entropy
             extra = extra + (self.cls - 1.0) * target_loss.mean()
@@ -193,8 +225,9 @@ class AralPlugin(VaalPlugin):
         z, y = self.noise(len(self._x_u))
         fake = self.generate(z, y)
         mu, log_sigma = self.enc(fake)  # integer labels: zero plane
-        unl_feat = step.forward(self._x_u).embedding.float()
-        gen_feat = step.forward(fake).embedding.float()
+        with self.extra_passes(step.model):
+            unl_feat = step.forward(self._x_u).embedding.float()
+            gen_feat = step.forward(fake).embedding.float()
         loss = feature_matching(gen_feat, unl_feat) + self.trd * self.num_classes * gaussian_nll(mu, log_sigma, z)
         opt["generator"].zero_grad(set_to_none=True)
         opt["encoder"].zero_grad(set_to_none=True)
@@ -256,11 +289,12 @@ class Aral(Strategy):
                  reconstruction: Literal["detached", "trained"] = "detached",
                  lr_schedule: Literal["linear_last_third", "constant"] = "linear_last_third",
                  query: Literal["least_labeled", "most_labeled"] = "least_labeled",
+                 classifier_bn: Literal["labeled", "all"] = "labeled",
                  score_batch_size: PositiveInt | None = None):
         lrs = {"generator": gen_lr, "encoder": enc_lr, "sampler": smp_lr}
         self.plugin = AralPlugin(noise_size, gan_lambda, cls_lambda, trd_lambda, adv_lambda, lrs, width,
                                  sampler_width, unlabeled_batch_size, unlabeled_pool, encoder_label, reconstruction,
-                                 lr_schedule)
+                                 lr_schedule, classifier_bn)
         self.query, self.score_batch_size = query, score_batch_size
 
     def train_plugin(self) -> TrainingPlugin:
