@@ -155,3 +155,15 @@ def test_named_options_train(options):
     assert calls == ([1, 1, 2] if options.get("reconstruction") == "trained" else [1, 1])
     assert len(plugin.unlabeled_rows) == (48 if "unlabeled_pool" not in options else 40)
     assert all(np.isfinite(stats[k]) for k in ("plugin_loss", "gen_loss", "enc_loss", "smp_loss"))
+
+
+def test_modules_are_kept_with_warm_start_and_built_anew_without():
+    pool = synthetic(n_train=16, n_test=4, num_classes=2, image_size=8, noise=30.0, seed=0)
+    plugin = Aral(width=4, sampler_width=8, noise_size=4).plugin
+    ctx = train_context(None, pool, np.arange(4), TrainSettings(), 0, torch.Generator(), plugin)
+    plugin.setup(None, ctx, warm_start=True)
+    first = plugin.modules()
+    plugin.setup(None, ctx, warm_start=True)
+    assert all(plugin.modules()[k] is m for k, m in first.items())
+    plugin.setup(None, ctx, warm_start=False)
+    assert all(plugin.modules()[k] is not m for k, m in first.items())

@@ -24,9 +24,11 @@ Adam with betas (0, 0.999) for G and E and (0.5, 0.9999) for S, lr 3e-4, 3e-4, 6
 first two thirds of training and then decayed linearly to 0 (`lr_schedule: linear_last_third`; the
 classifier follows the trainer's). The unlabeled batches are drawn from the whole pool, labeled images
 included (`unlabeled_pool: all`, their CIFAR/SVHN loaders; `unlabeled` = the unlabeled images only,
-their MNIST one). Scoring is S(E(x)) with the encoder in eval mode (`eval2`). The modules are built
-anew each cycle. Where the code departs from the paper's reading, the code is the default and the
-other reading a named option:
+their MNIST one). Scoring is S(E(x)) with the encoder in eval mode (`eval2`). The authors carry every
+network, the classifier too, over to the next iteration (main.py's `inherit`: the previous run's last
+checkpoint, saved every 10,000 iterations); here G, E and S are kept with `trainer.warm_start=true`
+(which keeps the classifier) and built anew otherwise, fresh optimisers either way. Where the code
+departs from the paper's reading, the code is the default and the other reading a named option:
 - `reconstruction: detached` (code): G's reconstruction of x_u enters step 3 detached, so it
   trains nothing and is left out here (the gradient is the same); `trained` lets it train E and G
   (G stepped in step 3 too), G conditioned on the classifier's logits of x_u as in the code;
@@ -50,8 +52,8 @@ generator; in `encoder_label: zero` the classifier pass on x_u whose logits only
 and the detached reconstruction is skipped (it trains nothing). G, E and S run in fp32. The
 authors' classifier has no batch norm; a backbone that has it normalises the unlabeled and generated
 batches with their own statistics (training mode, as theirs) but keeps the running statistics of the
-labeled batches (`classifier_bn: labeled`; `all` lets every pass move them, which on the quickstart
-put the eval-mode classifier at 0.47 test accuracy after two cycles against 0.85 with `labeled`).
+labeled batches (`classifier_bn: labeled`; `all` lets every pass move them, which on one quickstart run
+(seed 0) put the eval-mode classifier at 0.47 test accuracy after two cycles against 0.85 with `labeled`).
 
 References: arXiv:1912.09720.
 """
@@ -141,10 +143,12 @@ class AralPlugin(VaalPlugin):
     def setup(self, model: nn.Module, ctx: TrainContext, warm_start: bool) -> None:
         size, channels = image_shape(ctx.pool)
         self.num_classes, self.epochs = int(ctx.pool.num_classes), ctx.settings.epochs
-        # built in the authors' order (after the classifier): generator, encoder, sampler
-        self.gen = ConditionalGenerator(size, channels, self.noise_size, self.num_classes, self.width).to(ctx.device)
-        self.enc = LabelEncoder(size, channels, self.noise_size, self.width).to(ctx.device)
-        self.smp = Sampler(self.noise_size, self.sampler_width).to(ctx.device)
+        if not (warm_start and self.gen is not None):  # the authors' `inherit` keeps them: with warm_start
+            # built in the authors' order (after the classifier): generator, encoder, sampler
+            self.gen = ConditionalGenerator(size, channels, self.noise_size, self.num_classes,
+                                            self.width).to(ctx.device)
+            self.enc = LabelEncoder(size, channels, self.noise_size, self.width).to(ctx.device)
+            self.smp = Sampler(self.noise_size, self.sampler_width).to(ctx.device)
         self.setup_batches(ctx)
         # the unlabeled batches are the plugin's own draws (from the whole pool by default), not the trainer's
         self.n_unlabeled, self.unlabeled_batch_size = self.unlabeled_batch_size, 0
