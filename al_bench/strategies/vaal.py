@@ -161,6 +161,10 @@ class VaalPlugin(TrainingPlugin):
         size, channels = image_shape(ctx.pool)
         self.vae = VAE(size, channels, self.z_dim, self.vae_width).to(ctx.device)
         self.disc = LatentDiscriminator(self.z_dim, hidden=self.discriminator_width).to(ctx.device)
+        self.setup_batches(ctx)
+
+    def setup_batches(self, ctx: TrainContext) -> None:
+        """The unlabeled batch size, the plugin's own generator and the rows `fresh` draws from."""
         # the authors' unlabeled loader has the classifier's batch size
         self.unlabeled_batch_size = self.requested_unlabeled or ctx.settings.batch_size
         # a generator of our own (seeded from the loop's seeded global one) for the VAE's noise and the
