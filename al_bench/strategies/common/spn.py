@@ -17,14 +17,18 @@ the library the SPN literature's LearnSPN comes from; nothing of the network is 
 
 Dimensionality (our choice, not the paper's: its text was not at hand): LearnSPN's RDC test compares
 every pair of features, O(d^2) per split, so the embedding is first projected on its `pca_dims`
-leading principal directions, fitted on the labeled rows (d = 10: ~3 s for L = 1,000 labeled rows of
-D = 512; d = 32 takes ~30 s). `pca_dims: null` keeps the raw embedding.
+leading principal directions, fitted on the labeled rows (d = 10: ~4 s of CPU for L = 1,000 labeled
+rows of D = 512, 10 classes; d = 32 about 10x that). `pca_dims: null` keeps the raw embedding.
 Row clusters come from al_bench's seeded k-means (2 clusters, k-means++), not SPFlow's default
 (fast_pytorch_kmeans, which prints every call); the RDC's random projections draw from torch's
 generator, seeded here from the selection's generator: the SPN is a function of (seed, cycle).
+The SPN is learned and evaluated on one torch thread (restored after): LearnSPN's ops are tiny and
+threads only add overhead.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import torch
@@ -37,8 +41,9 @@ BLOCK = 4096  # candidate rows per SPN evaluation: bounds the per-node activatio
 
 def require_spflow() -> None:
     """Refuse (ConfigError) when the optional SPN library is missing."""
-    try:
-        import spflow  # noqa: F401
+    try:  # the modules used below: their import (~1-5 s) falls in the config's instantiation, not selection
+        import spflow.learn  # noqa: F401
+        import spflow.utils.inference  # noqa: F401
     except ImportError as e:
         raise ConfigError("strategies spn_entropy / spn_var_ratio need the SPN library SPFlow: "
                           "pip install 'al-bench[spn]' (or pip install 'spflow>=1.1,<1.2')") from e
@@ -47,14 +52,26 @@ def require_spflow() -> None:
 def pca_projection(x: torch.Tensor, dims: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(mean, basis (D, d)) of the rows' `dims` leading principal directions; basis None keeps x."""
     mean = x.mean(0)
-    if dims is None or dims >= min(x.shape):
+    if dims is None or dims >= x.shape[1]:
         return mean, None
-    _, _, vh = torch.linalg.svd(x - mean, full_matrices=False)
-    return mean, vh[:dims].T
+    _, vecs = torch.linalg.eigh((x - mean).T @ (x - mean))  # D x D: faster than an SVD of the rows
+    return mean, vecs[:, -dims:].flip(1)
 
 
 def project(x: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:
     return (x - mean) if basis is None else (x - mean) @ basis
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """LearnSPN runs thousands of tiny tensor ops (RDC: 20 x 20 matrices); with more threads each op
+    pays the threads' synchronisation: 10x slower per RDC on 2 busy cores than on 1 (measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _two_clusters(rng: np.random.Generator):
@@ -119,8 +136,9 @@ def spn_probs(emb_labeled: torch.Tensor, y_labeled: torch.Tensor, emb: torch.Ten
               rng: np.random.Generator, pca_dims: int | None, min_instances_slice: int,
               rdc_threshold: float) -> torch.Tensor:
     """p(y | x) (N, C) of an SPN learned on the labeled (embedding, label) pairs, at the rows of `emb`."""
-    x_lab = emb_labeled.double().cpu()
-    mean, basis = pca_projection(x_lab, pca_dims)
-    spns, log_prior = fit_class_spns(project(x_lab, mean, basis), y_labeled, num_classes, rng,
-                                     min_instances_slice, rdc_threshold)
-    return class_posterior(spns, log_prior, project(emb.double().cpu(), mean, basis))
+    with _one_thread():
+        x_lab = emb_labeled.double().cpu()
+        mean, basis = pca_projection(x_lab, pca_dims)
+        spns, log_prior = fit_class_spns(project(x_lab, mean, basis), y_labeled, num_classes, rng,
+                                         min_instances_slice, rdc_threshold)
+        return class_posterior(spns, log_prior, project(emb.double().cpu(), mean, basis))
