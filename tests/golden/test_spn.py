@@ -216,3 +216,31 @@ def test_refuses_clearly_without_the_spn_library(monkeypatch):
     for cls in (SpnEntropy, SpnVarRatio):
         with pytest.raises(ConfigError, match=r"al-bench\[spn\]"):
             cls()
+
+
+@needs_spflow
+def test_few_rows_per_class_skip_the_rdc_and_keep_the_density():
+    """Under min_instances_slice rows LearnSPN's slice ends in a product of univariate leaves, so the
+    RDC partition is skipped: the density equals SPFlow's own learn_spn with its RDC partition (here on
+    rows where the RDC works), and a quickstart-like labeled set (4 rows a class, d = 10), where
+    SPFlow's RDC fails on some draws, runs."""
+    from spflow.learn import learn_spn
+    from spflow.meta.data.scope import Scope
+    from spflow.modules.leaves import Normal
+
+    from al_bench.strategies.common.spn import class_log_likelihoods, fit_class_spns, spn_probs
+
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(60, 4, generator=g) @ torch.tensor([[1.0, 0.8, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0.5, 1]])
+    ours, _ = fit_class_spns(z, torch.zeros(60), 1, np.random.default_rng(0))
+    theirs = learn_spn(z, Normal(scope=Scope([0, 1, 2, 3])), min_instances_slice=100)
+    x = torch.randn(20, 4, generator=g)
+    with torch.no_grad():
+        want = theirs.log_likelihood(x).reshape(-1).double()
+    assert torch.allclose(class_log_likelihoods(ours, x)[:, 0], want, atol=1e-4)
+    for seed in range(10):
+        g = torch.Generator().manual_seed(seed)
+        emb = torch.relu(torch.randn(40, 64, generator=g))
+        p = spn_probs(emb, torch.arange(10).repeat(4), torch.randn(50, 64, generator=g), 10,
+                      np.random.default_rng(seed), 10, 100, 0.3)
+        assert torch.isfinite(p).all()

@@ -85,6 +85,20 @@ def _two_clusters(rng: np.random.Generator):
     return cluster
 
 
+def _partition(min_rows: int, threshold: float):
+    from spflow.learn.learn_spn import partition_by_rdc
+
+    def partition(data: torch.Tensor) -> torch.Tensor:
+        if len(data) < min_rows:
+            # LearnSPN ends a slice of fewer than min_instances_slice rows in products of univariate
+            # leaves whatever the feature partition (the leaves' MLE is per feature), so the RDC tests
+            # are skipped: the same density, and SPFlow's RDC fails on a few rows (its search for a
+            # valid number of projections reaches 0 and takes the max of an empty tensor)
+            return torch.ones(data.shape[1], dtype=torch.int, device=data.device)
+        return partition_by_rdc(data, threshold=threshold)
+    return partition
+
+
 def fit_class_spns(z: torch.Tensor, y: torch.Tensor, num_classes: int, rng: np.random.Generator,
                    min_instances_slice: int = 100, rdc_threshold: float = 0.3) -> tuple[list, torch.Tensor]:
     """One LearnSPN feature SPN per class with labeled rows (None for the others) and the root's log
@@ -108,7 +122,7 @@ def fit_class_spns(z: torch.Tensor, y: torch.Tensor, num_classes: int, rng: np.r
                 continue
             spns.append(learn_spn(rows, Normal(scope=Scope(list(range(z.shape[1])))),
                                   min_instances_slice=min_instances_slice, clustering_method=cluster,
-                                  partitioning_args={"threshold": rdc_threshold}))
+                                  partitioning_method=_partition(min_instances_slice, rdc_threshold)))
     return spns, log_prior
 
 
