@@ -13,11 +13,13 @@ References: arXiv:2206.09798
 
 from __future__ import annotations
 
+from al_bench.strategies.common.spn import log_one_minus_max
 from al_bench.strategies.spn_entropy import SpnScore
 
 
 class SpnVarRatio(SpnScore):
-    """The candidates whose SPN class conditional puts the least mass on its modal class."""
+    """The candidates whose SPN class conditional puts the least mass on its modal class: score
+    log(1 - max_c p(c | x)), the mass off the modal class summed in log space (see spn_entropy)."""
 
-    def score(self, probs):
-        return 1.0 - probs.double().max(dim=1).values
+    def score(self, log_probs):
+        return log_one_minus_max(log_probs)

@@ -111,17 +111,38 @@ def test_identical_class_spns_give_the_prior_and_its_var_ratio_and_entropy():
     prior = torch.tensor([0.2, 0.8])
     p = class_posterior([class_spn(0), class_spn(0)], prior.log(), X)
     assert torch.allclose(p, prior.double().expand_as(p), atol=1e-6)
-    assert torch.allclose(SpnVarRatio().score(p), torch.full((len(X),), 0.2, dtype=torch.float64), atol=1e-6)
+    # the scores are log(1 - max p) and log H
+    assert torch.allclose(SpnVarRatio().score(p.log()).exp(), torch.full((len(X),), 0.2, dtype=torch.float64),
+                          atol=1e-6)
     h = -(0.2 * math.log(0.2) + 0.8 * math.log(0.8))
-    assert torch.allclose(SpnEntropy().score(p), torch.full((len(X),), h, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(SpnEntropy().score(p.log()).exp(), torch.full((len(X),), h, dtype=torch.float64),
+                          atol=1e-6)
 
 
 @needs_spflow
 def test_var_ratio_score_is_one_minus_the_modal_probability():
     from al_bench.strategies.spn_var_ratio import SpnVarRatio
 
-    p = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [1 / 3, 1 / 3, 1 / 3]])
-    assert torch.allclose(SpnVarRatio().score(p), torch.tensor([0.5, 0.2, 2 / 3], dtype=torch.float64))
+    p = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [1 / 3, 1 / 3, 1 / 3]], dtype=torch.float64)
+    assert torch.allclose(SpnVarRatio().score(p.log()).exp(), torch.tensor([0.5, 0.2, 2 / 3], dtype=torch.float64))
+
+
+def test_log_scores_rank_posteriors_that_are_one_hot_in_floating_point():
+    """log p(y | x) 800-1000 nats apart: p is exactly one-hot in float64 (H = 0, 1 - max p = 0 for all
+    rows), yet the log scores keep the order; a class of weight 0 (log p = -inf) adds nothing."""
+    from al_bench.strategies.common.spn import log_entropy, log_one_minus_max
+    from al_bench.strategies.common.uncertainty import entropy
+
+    log_p = torch.tensor([[0.0, -900.0, -torch.inf], [-1000.0, 0.0, -torch.inf], [0.0, -800.0, -torch.inf],
+                          [0.0, -torch.inf, -torch.inf]], dtype=torch.float64)
+    assert (entropy(log_p.exp()) == 0).all() and (1 - log_p.exp().max(1).values == 0).all()
+    assert torch.allclose(log_one_minus_max(log_p)[:3], torch.tensor([-900.0, -1000.0, -800.0], dtype=torch.float64))
+    h = log_entropy(log_p)
+    assert torch.allclose(h[:3], torch.tensor([-900 + math.log(900), -1000 + math.log(1000), -800 + math.log(800)],
+                                              dtype=torch.float64))
+    assert h[3] == -torch.inf and log_one_minus_max(log_p)[3] == -torch.inf
+    p = torch.tensor([[0.5, 0.5, 0.0], [0.7, 0.2, 0.1]], dtype=torch.float64)
+    assert torch.allclose(log_entropy(p.log()).exp(), entropy(p))
 
 
 # --- the selection on hand-made features ---------------------------------------------------------
@@ -156,7 +177,7 @@ NEAR_CLASS = np.arange(3).repeat(3)
 def test_spn_conditional_is_confident_on_the_clusters_and_split_mid_way():
     from al_bench.strategies.spn_entropy import SpnEntropy
 
-    p = SpnEntropy(pca_dims=None).probs(cluster_context(), CANDIDATES)
+    p = SpnEntropy(pca_dims=None).log_probs(cluster_context(), CANDIDATES).exp()
     assert p.argmax(1)[:9].tolist() == NEAR_CLASS.tolist() and p[:9].max(1).values.min() > 0.99
     assert p[9:11, :2].min() > 0.02 and p[9:11, 2].max() < 1e-3  # between classes 0 and 1
     assert p[11].min() > 0.02  # (5, 5, 0) is as far from each of the three centres
@@ -179,8 +200,8 @@ def test_midway_candidates_are_picked(word, pca_dims):
 def test_selection_is_a_function_of_the_seed():
     from al_bench.strategies.spn_entropy import SpnEntropy
 
-    a = SpnEntropy(pca_dims=2).probs(cluster_context(5), CANDIDATES)
-    b = SpnEntropy(pca_dims=2).probs(cluster_context(5), CANDIDATES)
+    a = SpnEntropy(pca_dims=2).log_probs(cluster_context(5), CANDIDATES)
+    b = SpnEntropy(pca_dims=2).log_probs(cluster_context(5), CANDIDATES)
     assert torch.equal(a, b)
 
 
@@ -188,12 +209,12 @@ def test_selection_is_a_function_of_the_seed():
 def test_a_class_with_one_labeled_row_and_an_unseen_class():
     """One labeled row gives Gaussian leaves of SPFlow's floor scale; a class without labeled rows
     gets weight 0: p(y = unseen | x) = 0 and the rows stay finite."""
-    from al_bench.strategies.common.spn import spn_probs
+    from al_bench.strategies.common.spn import spn_log_probs
 
     g = torch.Generator().manual_seed(3)
     emb_lab = torch.cat([CENTRES[:2].repeat_interleave(20, 0) + torch.randn(40, 3, generator=g), CENTRES[2:]])
     y_lab = torch.tensor([0] * 20 + [1] * 20 + [2])
-    p = spn_probs(emb_lab, y_lab, CENTRES + 0.1, 4, np.random.default_rng(0), None, 100, 0.3)
+    p = spn_log_probs(emb_lab, y_lab, CENTRES + 0.1, 4, np.random.default_rng(0), None, 100, 0.3).exp()
     assert torch.isfinite(p).all() and torch.allclose(p.sum(1), torch.ones(3, dtype=torch.float64))
     assert (p[:, 3] == 0).all() and p[:2].argmax(1).tolist() == [0, 1]
 
@@ -219,28 +240,26 @@ def test_refuses_clearly_without_the_spn_library(monkeypatch):
 
 
 @needs_spflow
-def test_few_rows_per_class_skip_the_rdc_and_keep_the_density():
-    """Under min_instances_slice rows LearnSPN's slice ends in a product of univariate leaves, so the
-    RDC partition is skipped: the density equals SPFlow's own learn_spn with its RDC partition (here on
-    rows where the RDC works), and a quickstart-like labeled set (4 rows a class, d = 10), where
-    SPFlow's RDC fails on some draws, runs."""
-    from spflow.learn import learn_spn
-    from spflow.meta.data.scope import Scope
-    from spflow.modules.leaves import Normal
+def test_a_slice_under_min_instances_slice_is_a_product_of_univariate_gaussians():
+    """A class of fewer than min_instances_slice rows gets p(x | c) = prod_j N(x_j; mean_j, std_j),
+    std the bias-corrected (N - 1) standard deviation: with 4 rows and d = 10 too (SPFlow's leaf over
+    F features would divide by N - F < 0 and floor the scale to 1e-8), and where SPFlow's RDC fails
+    (a quickstart-like labeled set, 4 rows a class)."""
+    from scipy.stats import norm
 
-    from al_bench.strategies.common.spn import class_log_likelihoods, fit_class_spns, spn_probs
+    from al_bench.strategies.common.spn import class_log_likelihoods, fit_class_spns, spn_log_probs
 
     g = torch.Generator().manual_seed(4)
-    z = torch.randn(60, 4, generator=g) @ torch.tensor([[1.0, 0.8, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0.5, 1]])
-    ours, _ = fit_class_spns(z, torch.zeros(60), 1, np.random.default_rng(0))
-    theirs = learn_spn(z, Normal(scope=Scope([0, 1, 2, 3])), min_instances_slice=100)
-    x = torch.randn(20, 4, generator=g)
-    with torch.no_grad():
-        want = theirs.log_likelihood(x).reshape(-1).double()
-    assert torch.allclose(class_log_likelihoods(ours, x)[:, 0], want, atol=1e-4)
+    for n, d in ((60, 4), (4, 10)):
+        z = torch.randn(n, d, generator=g) + torch.arange(d)
+        spns, _ = fit_class_spns(z, torch.zeros(n), 1, np.random.default_rng(0))
+        x = torch.randn(20, d, generator=g) + torch.arange(d)
+        zd = z.double().numpy()
+        want = norm.logpdf(x.double().numpy(), zd.mean(0), zd.std(0, ddof=1)).sum(1)
+        np.testing.assert_allclose(class_log_likelihoods(spns, x)[:, 0].numpy(), want, rtol=1e-5, atol=1e-4)
     for seed in range(10):
         g = torch.Generator().manual_seed(seed)
         emb = torch.relu(torch.randn(40, 64, generator=g))
-        p = spn_probs(emb, torch.arange(10).repeat(4), torch.randn(50, 64, generator=g), 10,
-                      np.random.default_rng(seed), 10, 100, 0.3)
-        assert torch.isfinite(p).all()
+        log_p = spn_log_probs(emb, torch.arange(10).repeat(4), torch.randn(50, 64, generator=g), 10,
+                              np.random.default_rng(seed), 10, 100, 0.3)
+        assert torch.allclose(torch.logsumexp(log_p, 1), torch.zeros(50, dtype=torch.float64), atol=1e-9)

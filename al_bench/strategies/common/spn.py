@@ -90,11 +90,16 @@ def _partition(min_rows: int, threshold: float):
 
     def partition(data: torch.Tensor) -> torch.Tensor:
         if len(data) < min_rows:
-            # LearnSPN ends a slice of fewer than min_instances_slice rows in products of univariate
-            # leaves whatever the feature partition (the leaves' MLE is per feature), so the RDC tests
-            # are skipped: the same density, and SPFlow's RDC fails on a few rows (its search for a
-            # valid number of projections reaches 0 and takes the max of an empty tensor)
-            return torch.ones(data.shape[1], dtype=torch.int, device=data.device)
+            # a slice under min_instances_slice rows is never clustered again, so LearnSPN ends it in
+            # leaves: factorise it fully here (each feature its own part, as Gens & Domingos do for
+            # slices too small to split) rather than after SPFlow's RDC test, for two reasons:
+            # - SPFlow 1.1.0's Gaussian leaf over F features normalises its MLE weights over all F,
+            #   so its bias-corrected variance divides by N - F, not N - 1: negative for N <= F rows
+            #   and then floored to a 1e-8 scale (spikes thousands of nats apart between classes);
+            #   univariate leaves get N - 1;
+            # - SPFlow's RDC fails on a few rows (its search for a valid number of projections
+            #   reaches 0 and takes the max of an empty tensor).
+            return torch.arange(1, data.shape[1] + 1, dtype=torch.int, device=data.device)
         return partition_by_rdc(data, threshold=threshold)
     return partition
 
@@ -139,20 +144,40 @@ def class_log_likelihoods(spns: list, z: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def class_posterior(spns: list, log_prior: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """The SPN's conditional p(y | x) (N, C), by SPFlow's log_posterior."""
+def class_log_posterior(spns: list, log_prior: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The SPN's conditional log p(y | x) (N, C), by SPFlow's log_posterior."""
     from spflow.utils.inference import log_posterior
 
-    return log_posterior(class_log_likelihoods(spns, z), log_prior.double()).exp()
+    return log_posterior(class_log_likelihoods(spns, z), log_prior.double())
 
 
-def spn_probs(emb_labeled: torch.Tensor, y_labeled: torch.Tensor, emb: torch.Tensor, num_classes: int,
-              rng: np.random.Generator, pca_dims: int | None, min_instances_slice: int,
-              rdc_threshold: float) -> torch.Tensor:
-    """p(y | x) (N, C) of an SPN learned on the labeled (embedding, label) pairs, at the rows of `emb`."""
+def class_posterior(spns: list, log_prior: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    return class_log_posterior(spns, log_prior, z).exp()
+
+
+def spn_log_probs(emb_labeled: torch.Tensor, y_labeled: torch.Tensor, emb: torch.Tensor, num_classes: int,
+                  rng: np.random.Generator, pca_dims: int | None, min_instances_slice: int,
+                  rdc_threshold: float) -> torch.Tensor:
+    """log p(y | x) (N, C) of an SPN learned on the labeled (embedding, label) pairs, at the rows of `emb`."""
     with _one_thread():
         x_lab = emb_labeled.double().cpu()
         mean, basis = pca_projection(x_lab, pca_dims)
         spns, log_prior = fit_class_spns(project(x_lab, mean, basis), y_labeled, num_classes, rng,
                                          min_instances_slice, rdc_threshold)
-        return class_posterior(spns, log_prior, project(emb.double().cpu(), mean, basis))
+        return class_log_posterior(spns, log_prior, project(emb.double().cpu(), mean, basis))
+
+
+def log_entropy(log_p: torch.Tensor) -> torch.Tensor:
+    """log H(p) from log p (N, C): log sum_c p_c (-log p_c), -inf where H = 0; exact where p is one-hot
+    in floating point (log-probabilities thousands of nats apart) and H itself would be 0."""
+    log_p = log_p.double()
+    terms = torch.where(torch.isfinite(log_p) & (log_p < 0), log_p + torch.log(-log_p), -torch.inf)
+    return torch.logsumexp(terms, dim=1)
+
+
+def log_one_minus_max(log_p: torch.Tensor) -> torch.Tensor:
+    """log(1 - max_c p_c) from log p (N, C): the log of the mass off the modal class, -inf where none."""
+    log_p = log_p.double()
+    off = log_p.clone()
+    off[torch.arange(len(off)), log_p.argmax(1)] = -torch.inf
+    return torch.logsumexp(off, dim=1)
