@@ -22,9 +22,9 @@ No authors' code: none is linked from the paper's arXiv/OpenReview pages and non
 GitHub; tests/golden/test_spn.py checks the SPN's conditional against a brute-force computation and
 the selection on hand-made features whose answer is known.
 
-Cost: PCA O(L D^2 + D^3), LearnSPN O(d^2) RDC tests per split, evaluation O(N x SPN size): ~4.5 s of
-CPU at L = 1,000, N = 10,000, D = 512, C = 10 (scripts/bench_select.py embeddings); memory O(N (D + C))
-plus BLOCK rows of SPN activations.
+Cost: PCA O(L D^2 + D^3), LearnSPN O(d^2) RDC tests per split, evaluation O(N x SPN size): ~1.3 s of
+CPU (5 s wall on a loaded 2-core machine) at L = 1,000, N = 10,000, D = 512, C = 10 (scripts/
+bench_select.py); memory O(N (D + C)) plus BLOCK rows of SPN activations (peak +143 MB there).
 
 References: arXiv:2206.09798; LearnSPN: Gens & Domingos, ICML 2013; SPFlow: Molina et al. 2019,
 arXiv:1901.03704.

@@ -9,16 +9,19 @@ the library the SPN literature's LearnSPN comes from; nothing of the network is 
   an indicator leaf on y = c and an SPN over the features learned by SPFlow's LearnSPN
   (`spflow.learn.learn_spn`, Gens & Domingos 2013: RDC independence splits of the features,
   clustering splits of the rows, Gaussian leaves fitted by maximum likelihood) on the class's
-  labeled rows. This is the structure SPFlow's classifier learner gave (split on the label first);
-  a class with no labeled row has weight 0, so p(y = c | x) = 0 for it;
+  labeled rows. This is the structure of SPFlow 0.0.x's `learn_classifier` (spn/algorithms/
+  LearningWrappers.py: a root sum over the label values, weights count / N, LearnSPN per value);
+  a class with no labeled row has weight 0, so p(y = c | x) = 0 for it. SPFlow 0.0.x's LearnSPN
+  default min_instances_slice was 200, 1.1's is 100 (used here; a named option);
 - p(y | x) = p(x, y) / sum_y' p(x, y'), computed by SPFlow's `utils.inference.log_posterior` from the
   class SPNs' log-likelihoods and the log weights (tests/golden/test_spn.py checks it against the
   whole joint SPN's conditional by marginalising y, and against a brute-force evaluation).
 
 Dimensionality (our choice, not the paper's: its text was not at hand): LearnSPN's RDC test compares
 every pair of features, O(d^2) per split, so the embedding is first projected on its `pca_dims`
-leading principal directions, fitted on the labeled rows (d = 10: ~4 s of CPU for L = 1,000 labeled
-rows of D = 512, 10 classes; d = 32 about 10x that). `pca_dims: null` keeps the raw embedding.
+leading principal directions, fitted on the labeled rows (d = 10: ~1.3 s of CPU for L = 1,000
+labeled rows of D = 512, 10 classes, scripts/bench_select.py's embeddings; RDC cost grows as d^2).
+`pca_dims: null` keeps the raw embedding.
 Row clusters come from al_bench's seeded k-means (2 clusters, k-means++), not SPFlow's default
 (fast_pytorch_kmeans, which prints every call); the RDC's random projections draw from torch's
 generator, seeded here from the selection's generator: the SPN is a function of (seed, cycle).
