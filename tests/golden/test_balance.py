@@ -120,3 +120,25 @@ def test_tau_is_annealed_from_the_accuracy():
     assert Balance().threshold(ctx) == pytest.approx(0.25 * (1 - 0.75))
     assert Balance(anneal_ratio=0.5).threshold(ctx) == pytest.approx(annealed_tau(0.75, 0.5)) == 0.125
     assert Balance(tau=0.05).threshold(ctx) == 0.05
+
+
+def test_shared_masks_equal_the_common_mc_dropout_pass():
+    """The one-product pass over a linear head gives consistent_mc_probs's probabilities (same masks)."""
+    from al_bench.strategies.balance import shared_mask_probs
+    from al_bench.strategies.common.mc_dropout import consistent_mc_probs
+
+    torch.manual_seed(0)
+    emb = torch.randn(50, 16)
+    model = SimpleNamespace(dropout=0.3, fc=torch.nn.Linear(16, 5))
+    ctx = SimpleNamespace(model=model, predict=lambda idx: {"embedding": emb[idx]})
+    idx = np.arange(50)
+    want = consistent_mc_probs(ctx, idx, 8, "balance", torch.Generator().manual_seed(3))
+    got = shared_mask_probs(ctx, idx, 8, "balance", torch.Generator().manual_seed(3), chunk=7)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
+def test_balance_refuses_a_model_without_dropout():
+    from al_bench import ConfigError
+
+    with pytest.raises(ConfigError, match="dropout"):
+        Balance().check(SimpleNamespace(dropout=0.0))
