@@ -41,6 +41,7 @@ References: arXiv:2112.13737
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 import numpy as np
@@ -51,6 +52,8 @@ from al_bench import ConfigError
 from al_bench.schema import NonNegativeFloat, PositiveInt
 from al_bench.strategies.base import SelectionContext, Strategy, top_k
 from al_bench.strategies.common.mc_dropout import consistent_mc_probs, require_dropout, torch_generator
+
+log = logging.getLogger(__name__)
 
 
 def shared_mask_probs(ctx: SelectionContext, indices: np.ndarray, mc_samples: int, strategy: str,
@@ -149,7 +152,11 @@ class Balance(Strategy):
         require_dropout(ctx.model, self.word)
         tau = self.threshold(ctx)
         probs = shared_mask_probs(ctx, candidates, 2 * self.mc_samples, self.word, torch_generator(ctx))
-        return probs, pair_split(probs, tau)
+        split = pair_split(probs, tau)
+        # tau = 0 (a model that fits its labeled set under accuracy=labeled) leaves no equivalence classes
+        log.info("%s: tau=%.4f, %d of %d hypothesis pairs in different classes", self.word, tau,
+                 int(split.sum()), self.mc_samples)
+        return probs, split
 
     def select(self, ctx: SelectionContext, candidates: np.ndarray, k: int) -> np.ndarray:
         probs, split = self.hypotheses(ctx, candidates)

@@ -120,6 +120,10 @@ def test_tau_is_annealed_from_the_accuracy():
     assert Balance().threshold(ctx) == pytest.approx(0.25 * (1 - 0.75))
     assert Balance(anneal_ratio=0.5).threshold(ctx) == pytest.approx(annealed_tau(0.75, 0.5)) == 0.125
     assert Balance(tau=0.05).threshold(ctx) == 0.05
+    test_probs = torch.tensor([[0.9, 0.1], [0.2, 0.8]], dtype=torch.float64)  # one of two right
+    ctx.pool = SimpleNamespace(train_y=pool.train_y, test_x=torch.zeros(2, 1), test_y=torch.tensor([0, 0]))
+    ctx.predict_images = lambda images: {"probs": test_probs}
+    assert Balance(accuracy="test").threshold(ctx) == pytest.approx(0.25 * 0.5)
 
 
 def test_shared_masks_equal_the_common_mc_dropout_pass():
