@@ -1,0 +1,66 @@
+"""Nearest real images for synthetic queries (ASAL's sample matching, Mayer & Timofte,
+arXiv:1808.06671; also how GAAL's synthetic queries get an answer here): exact Euclidean
+nearest-neighbour search over the base rows in blocks (no N x N matrix; memory Q x (r + block)),
+and a distinct matching of queries to base rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from al_bench.strategies.common.clustering import BLOCK, sq_dists
+
+
+def _merge(d: torch.Tensor, i: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The r smallest of each row of d, ties to the lower index (so the answer does not depend on
+    how the base was split into blocks)."""
+    by_index = torch.argsort(i, dim=1)
+    d, i = d.gather(1, by_index), i.gather(1, by_index)
+    order = torch.sort(d, dim=1, stable=True).indices[:, :r]
+    return d.gather(1, order), i.gather(1, order)
+
+
+def nearest(queries: torch.Tensor, base: torch.Tensor, r: int = 1,
+            block: int = BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
+    """(squared distances, base positions), each (Q, min(r, N)), of the r nearest base rows of
+    every query row, nearest first, ties to the lower position; the base is read `block` rows at
+    a time."""
+    r = min(int(r), base.shape[0])
+    q = queries.shape[0]
+    best_d = torch.empty(q, 0, dtype=queries.dtype, device=queries.device)
+    best_i = torch.empty(q, 0, dtype=torch.long, device=queries.device)
+    for s in range(0, base.shape[0], block):
+        d = sq_dists(queries, base[s:s + block])
+        i = torch.arange(s, s + d.shape[1], device=queries.device).expand(q, -1)
+        best_d, best_i = _merge(torch.cat([best_d, d], 1), torch.cat([best_i, i], 1), r)
+    return best_d, best_i
+
+
+def match_distinct(queries: torch.Tensor, base: torch.Tensor, block: int = BLOCK, r: int = 8) -> np.ndarray:
+    """For each query row in order, the nearest base row that no earlier query took: positions
+    (Q,) in base, all distinct (needs Q <= N). A query whose r nearest are all taken looks
+    further (r doubled) until one is free; earlier queries (put the most uncertain first) win."""
+    n_q, n = queries.shape[0], base.shape[0]
+    if n_q > n:
+        raise ValueError(f"cannot match {n_q} queries to {n} distinct rows")
+    taken = np.zeros(n, dtype=bool)
+    picks = np.full(n_q, -1, dtype=np.int64)
+    todo = np.arange(n_q)
+    while len(todo):
+        _, idx = nearest(queries[torch.as_tensor(todo, device=queries.device)], base, r, block)
+        idx = idx.cpu().numpy()
+        left = []
+        for row, qi in enumerate(todo):
+            if left and qi > left[0]:  # an earlier query still waits: keep the order
+                left.append(qi)
+                continue
+            free = idx[row][~taken[idx[row]]]
+            if len(free):
+                picks[qi] = free[0]
+                taken[free[0]] = True
+            else:
+                left.append(qi)
+        todo = np.asarray(left, dtype=np.int64)
+        r = min(2 * r, n)
+    return picks
