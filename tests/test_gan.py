@@ -49,16 +49,27 @@ def test_the_plugin_trains_the_gan_once_on_every_pool_image():
     assert plugin.steps(40) == 5
     torch.manual_seed(1)
     plugin.setup(None, ctx_for(images), warm_start=False)
+    assert not plugin.trained
+    plugin.ensure_trained()  # the first training step does this
     gen = plugin.gen
     first = {k: v.clone() for k, v in plugin.state_dict()["gan_generator"].items()}
     assert plugin.metrics(None, None)["gan_train_time_s"] > 0
     plugin.setup(None, ctx_for(images), warm_start=False)  # the next cycle keeps it
+    plugin.ensure_trained()
     assert plugin.gen is gen and plugin.metrics(None, None)["gan_train_time_s"] == 0.0
     # the same seed gives the same GAN (the loop seeds the global generator before setup)
     again = GanPlugin(z_dim=4, width=4, epochs=2.0, batch_size=16, lr=2e-4, beta1=0.5)
     torch.manual_seed(1)
     again.setup(None, ctx_for(images), warm_start=False)
+    again.ensure_trained()
     assert all(torch.equal(first[k], v) for k, v in again.state_dict()["gan_generator"].items())
+    # a warm-start resume loads the trained GAN after setup and trains none
+    resumed = GanPlugin(z_dim=4, width=4, epochs=2.0, batch_size=16, lr=2e-4, beta1=0.5)
+    resumed.setup(None, ctx_for(images), warm_start=True)
+    resumed.load_state_dict(plugin.state_dict())
+    resumed.ensure_trained()
+    assert resumed.metrics(None, None)["gan_train_time_s"] == 0.0
+    assert all(torch.equal(first[k], v) for k, v in resumed.state_dict()["gan_generator"].items())
     fresh = Generator(8, 1, 4, 4)
     assert not all(torch.equal(first[k], v) for k, v in fresh.state_dict().items() if "running" not in k)
 
@@ -76,3 +87,32 @@ def test_config_refuses_an_unknown_feature_space():
 
     with pytest.raises(ConfigError, match="features"):
         load_cfg(SMOKE + ["strategy=asal", "strategy.features=autoencoder"])
+
+
+def test_discriminator_features_are_computed_once_per_pool_image_and_match_a_fresh_pass():
+    from al_bench.data.pool import Pool
+    from al_bench.models.small_cnn import SmallCNN
+    from al_bench.strategies.base import SelectionContext
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (30, 8, 8, 1), dtype=torch.uint8)
+    pool = Pool("p", x, torch.zeros(30, dtype=torch.long), x[:2], torch.zeros(2, dtype=torch.long), 3, (0.5,), (0.3,))
+    model = SmallCNN(num_classes=3, in_channels=1, width=4).eval()
+    gen, disc = Generator(8, 1, z_dim=5, width=4).eval(), Discriminator(8, 1, width=4).eval()
+    seen = []
+    features = disc.features
+    disc.features = lambda b: (seen.append(b.shape[0]), features(b))[1]
+
+    def ctx(seed):
+        return SelectionContext(model=model, pool=pool, labeled=np.zeros(0, dtype=np.int64),
+                                rng=np.random.default_rng(seed), device=torch.device("cpu"), predictor=None)
+
+    picks = {}
+    for cache in (True, False):
+        s = Asal(z_dim=5, z_steps=3, cache_features=cache)
+        s.plugin.gen, s.plugin.disc, s.plugin.trained = gen, disc, True
+        seen.clear()
+        picks[cache] = [s.select(ctx(0), np.arange(0, 20), 4), s.select(ctx(1), np.arange(10, 30), 4)]
+        pool_rows = sum(seen) - 2 * 4  # minus the synthetic samples' features
+        assert pool_rows == (30 if cache else 40)  # rows 10..19 are candidates twice
+    assert all(np.array_equal(a, b) for a, b in zip(picks[True], picks[False]))

@@ -44,6 +44,6 @@ class Asal(GanQuery):
                  z_steps: NonNegativeInt = 100, z_lr: PositiveFloat = 0.01,
                  z_optimizer: Literal["sgd", "adam"] = "adam", z_penalty: NonNegativeFloat = 0.0,
                  features: Features = "discriminator", feature_batch_size: PositiveInt = 512,
-                 block: PositiveInt = BLOCK):
+                 block: PositiveInt = BLOCK, cache_features: bool = True):
         super().__init__(z_dim, gan_width, gan_epochs, gan_batch_size, gan_lr, gan_beta1, z_steps, z_lr,
-                         z_optimizer, z_penalty, features, feature_batch_size, block)
+                         z_optimizer, z_penalty, features, feature_batch_size, block, cache_features)

@@ -123,7 +123,7 @@ def gaal_ctx(pool, seed=0):
 def planted_strategy(cls=Gaal, **kw):
     s = cls(**{"z_steps": 60, "z_lr": 0.02, "features": "pixels", **kw})
     s.plugin.gen = LinearG(torch.tensor([[1.0], [0.0]]), torch.tensor([0.0, 0.2]), (2, 1, 1))
-    s.plugin.disc = nn.Identity()
+    s.plugin.disc, s.plugin.trained = nn.Identity(), True
     return s
 
 

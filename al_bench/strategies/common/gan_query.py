@@ -3,13 +3,20 @@ Timofte, arXiv:1808.06671): a DCGAN (al_bench.models.gan) trained once on the po
 latent codes z optimised so that the classifier is uncertain about G(z), and each synthetic image
 answered by its nearest real candidate (al_bench.strategies.common.retrieval).
 
-Where the GAN is trained: in a training plugin (`GanPlugin.setup` of the first cycle this process
-trains), not in `select`. Both papers train the GAN once, before the active-learning cycles, on
-all pool images (labeled and unlabeled) and independently of the classifier; as a plugin that
-training is seeded by the loop's per-cycle auxiliary seed, its weights ride in the warm-start
-checkpoint, it leaves the classifier's training untouched (the default step, no unlabeled batch),
-and its cost lands in the metric `gan_train_time_s` instead of inflating `select_time_s`. A run
-resumed without warm start trains the GAN again from the resumed cycle's seed.
+Where the GAN is trained: in a training plugin (at the first training step of the first cycle
+this process trains, `GanPlugin.ensure_trained`), not in `select`. Both papers train the GAN once,
+before the active-learning cycles, on all pool images (labeled and unlabeled) and independently of
+the classifier; as a plugin that training is seeded by the loop's per-cycle auxiliary seed, its
+weights ride in the warm-start checkpoint (a warm-start resume loads it and trains none), it leaves
+the classifier's training untouched (the default step, no unlabeled batch; a generator of its
+own), and its cost is counted in the cycle's `train_time_s` (and on its own in
+`gan_train_time_s`), not in `select_time_s`. A run resumed without warm start trains the GAN again
+from the resumed cycle's seed, so it differs from the uninterrupted run's GAN.
+
+Selection cost: k x z_steps passes of the generator and the classifier (forward and backward),
+independent of the number of candidates, plus one feature pass over the candidates (the
+discriminator's features of a pool image are computed once and kept, `cache_features`) and the
+blocked nearest-neighbour search, O(k N F) time and O(N F + k (r + block)) memory.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ class GanPlugin(TrainingPlugin):
         self.batch_size, self.lr, self.beta1 = batch_size, float(lr), float(beta1)
         self.gen: Generator | None = None
         self.disc: Discriminator | None = None
+        self.images: torch.Tensor | None = None  # the pool's images until the GAN is trained
+        self.trained, self.seed = False, 0
         self.cycle_stats: dict[str, float] = {}
 
     def steps(self, n_pool: int) -> int:
@@ -47,19 +56,37 @@ class GanPlugin(TrainingPlugin):
 
     def setup(self, model: nn.Module, ctx: TrainContext, warm_start: bool) -> None:
         self.cycle_stats = {"gan_train_time_s": 0.0}
-        if self.gen is not None:  # trained once (the papers); a warm-start resume loads it after setup
+        if self.gen is not None:  # trained once (the papers)
             return
         _, h, w, c = ctx.pool.train_x.shape
         if h != w:
             raise ConfigError(f"the GAN needs square images; the dataset's are {h}x{w}")
         self.gen = Generator(int(h), int(c), self.z_dim, self.width).to(ctx.device)
         self.disc = Discriminator(int(h), int(c), self.width).to(ctx.device)
+        self.images, self.trained = ctx.pool.train_x, False
         # our own generator (seeded from the loop's seeded global one): the trainer's stays untouched
-        g = torch.Generator(device=ctx.device).manual_seed(int(torch.randint(2 ** 62, ())))
+        self.seed = int(torch.randint(2 ** 62, ()))
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)  # a warm-start resume: the trained GAN, nothing to train
+        self.trained = True
+
+    def ensure_trained(self) -> None:
+        """Train the GAN if it is not yet: at the first training step, so that a warm-start resume,
+        which loads the GAN after `setup`, never trains one in vain."""
+        if self.trained:
+            return
+        g = torch.Generator(device=self.images.device).manual_seed(self.seed)
         t0 = time.perf_counter()
-        losses = train_gan(self.gen, self.disc, ctx.pool.train_x, self.steps(ctx.pool.n_train), self.batch_size,
-                           self.lr, self.beta1, g)
+        with torch.autocast(self.images.device.type, enabled=False):
+            losses = train_gan(self.gen, self.disc, self.images, self.steps(self.images.shape[0]), self.batch_size,
+                               self.lr, self.beta1, g)
         self.cycle_stats = {"gan_train_time_s": round(time.perf_counter() - t0, 3), **losses}
+        self.trained, self.images = True, None
+
+    def update(self, step):
+        self.ensure_trained()
+        return super().update(step)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"gan_generator": self.gen, "gan_discriminator": self.disc} if self.gen is not None else {}
@@ -137,10 +164,12 @@ class GanQuery(Strategy):
 
     def __init__(self, z_dim: int, gan_width: int, gan_epochs: float, gan_batch_size: int, gan_lr: float,
                  gan_beta1: float, z_steps: int, z_lr: float, z_optimizer: str, z_penalty: float,
-                 features: str, feature_batch_size: int, block: int):
+                 features: str, feature_batch_size: int, block: int, cache_features: bool):
         self.plugin = GanPlugin(z_dim, gan_width, gan_epochs, gan_batch_size, gan_lr, gan_beta1)
         self.z_steps, self.z_lr, self.z_optimizer, self.z_penalty = z_steps, float(z_lr), z_optimizer, float(z_penalty)
         self.features, self.feature_batch_size, self.block = features, feature_batch_size, block
+        self.cache_features = cache_features
+        self._cache: tuple | None = None  # (discriminator, features (n_pool, F), computed (n_pool,))
 
     def train_plugin(self) -> TrainingPlugin:
         return self.plugin
@@ -150,7 +179,21 @@ class GanQuery(Strategy):
             return ctx.predict(candidates)["embedding"].float()
         rows = torch.as_tensor(np.asarray(candidates), device=ctx.device)
         fn = (lambda x: x.flatten(1)) if self.features == "pixels" else self.plugin.disc.features
-        return _batched(lambda r: fn(to_gan_space(ctx.pool.train_x[r])), rows, self.feature_batch_size)
+        compute = lambda r: _batched(lambda b: fn(to_gan_space(ctx.pool.train_x[b])), r, self.feature_batch_size)  # noqa: E731
+        if self.features == "pixels" or not self.cache_features:
+            return compute(rows)
+        # the GAN is fixed after training: a pool image's discriminator features are computed once
+        disc = self.plugin.disc
+        if self._cache is None or self._cache[0] is not disc:
+            n = ctx.pool.n_train
+            self._cache = (disc, torch.empty(n, disc.feature_dim, device=ctx.device),
+                           torch.zeros(n, dtype=torch.bool, device=ctx.device))
+        _, feats, done = self._cache
+        todo = rows[~done[rows]]
+        if len(todo):
+            feats[todo] = compute(todo)
+            done[todo] = True
+        return feats[rows]
 
     def synthetic_features(self, classify, x: torch.Tensor) -> torch.Tensor:
         if self.features == "classifier":
@@ -162,6 +205,7 @@ class GanQuery(Strategy):
         gen, disc = self.plugin.gen, self.plugin.disc
         if gen is None:
             raise RuntimeError(f"{type(self).__name__}: no trained GAN (its training plugin was not set up)")
+        self.plugin.ensure_trained()  # e.g. a cycle with no training step
         modules = [ctx.model, gen, disc]
         modes = [m.training for m in modules]
         for m in modules:

@@ -12,29 +12,27 @@ import torch
 from al_bench.strategies.common.clustering import BLOCK, sq_dists
 
 
-def _merge(d: torch.Tensor, i: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The r smallest of each row of d, ties to the lower index (so the answer does not depend on
-    how the base was split into blocks)."""
-    by_index = torch.argsort(i, dim=1)
-    d, i = d.gather(1, by_index), i.gather(1, by_index)
-    order = torch.sort(d, dim=1, stable=True).indices[:, :r]
-    return d.gather(1, order), i.gather(1, order)
+def _keys(d: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """int64 keys ordering (distance, index) lexicographically: the bit pattern of a non-negative
+    float32 orders like the float, so it goes in the high 32 bits and the index in the low ones."""
+    bits = (d.float() + 0.0).view(torch.int32).long()  # + 0.0 turns -0.0 into +0.0
+    return (bits << 32) | index
 
 
 def nearest(queries: torch.Tensor, base: torch.Tensor, r: int = 1,
             block: int = BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
     """(squared distances, base positions), each (Q, min(r, N)), of the r nearest base rows of
-    every query row, nearest first, ties to the lower position; the base is read `block` rows at
-    a time."""
+    every query row, nearest first, equal (float32) distances to the lower position, so the answer
+    does not depend on `block`, the number of base rows read at a time."""
     r = min(int(r), base.shape[0])
-    q = queries.shape[0]
-    best_d = torch.empty(q, 0, dtype=queries.dtype, device=queries.device)
-    best_i = torch.empty(q, 0, dtype=torch.long, device=queries.device)
+    q, dev = queries.shape[0], queries.device
+    best = torch.empty(q, 0, dtype=torch.long, device=dev)
     for s in range(0, base.shape[0], block):
         d = sq_dists(queries, base[s:s + block])
-        i = torch.arange(s, s + d.shape[1], device=queries.device).expand(q, -1)
-        best_d, best_i = _merge(torch.cat([best_d, d], 1), torch.cat([best_i, i], 1), r)
-    return best_d, best_i
+        keys = torch.cat([best, _keys(d, torch.arange(s, s + d.shape[1], device=dev).expand(q, -1))], 1)
+        best = torch.topk(keys, min(r, keys.shape[1]), dim=1, largest=False, sorted=True).values
+    dist = (best >> 32).int().view(torch.float32)
+    return dist.to(queries.dtype), best & 0xFFFFFFFF
 
 
 def match_distinct(queries: torch.Tensor, base: torch.Tensor, block: int = BLOCK, r: int = 8) -> np.ndarray:
