@@ -116,3 +116,13 @@ def test_discriminator_features_are_computed_once_per_pool_image_and_match_a_fre
         pool_rows = sum(seen) - 2 * 4  # minus the synthetic samples' features
         assert pool_rows == (30 if cache else 40)  # rows 10..19 are candidates twice
     assert all(np.array_equal(a, b) for a, b in zip(picks[True], picks[False]))
+
+
+def test_training_the_gan_leaves_the_classifiers_training_untouched(tmp_path):
+    from conftest import SMOKE, run_al
+
+    fast = ["strategy.gan_epochs=1.0", "strategy.z_steps=2"]
+    gan = run_al(SMOKE + ["strategy=gaal", "budget.cycles=1"] + fast, tmp_path / "gaal")
+    plain = run_al(SMOKE + ["strategy=random", "budget.cycles=1"], tmp_path / "random")
+    assert gan[0]["gan_train_time_s"] > 0
+    assert gan[0]["train_loss"] == plain[0]["train_loss"] and gan[0]["test_loss"] == plain[0]["test_loss"]
