@@ -126,3 +126,12 @@ def test_training_the_gan_leaves_the_classifiers_training_untouched(tmp_path):
     plain = run_al(SMOKE + ["strategy=random", "budget.cycles=1"], tmp_path / "random")
     assert gan[0]["gan_train_time_s"] > 0
     assert gan[0]["train_loss"] == plain[0]["train_loss"] and gan[0]["test_loss"] == plain[0]["test_loss"]
+
+
+def test_a_warm_start_run_resumed_after_an_interrupt_equals_the_uninterrupted_one(tmp_path, monkeypatch):
+    from conftest import SMOKE, run_interrupted_and_resumed
+
+    args = SMOKE + ["strategy=asal", "budget.cycles=3", "trainer.warm_start=true", "strategy.gan_epochs=1.0",
+                    "strategy.z_steps=2"]
+    whole, resumed = run_interrupted_and_resumed(args, tmp_path, monkeypatch)
+    assert whole == resumed and len(whole) == 3
