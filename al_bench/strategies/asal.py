@@ -15,8 +15,9 @@ No public code of the authors was found (searched GitHub for ASAL, the title, th
 Christoph Mayer's accounts: ChristophMayer, 2006pmach; a third-party toolbox lists ASAL without a
 code link). The paper's text beyond its abstract was not available to us here, so defaults not
 fixed by the abstract are ours and options: the DCGAN of al_bench.models.gan (the paper also
-tries WGAN-GP), `z_optimizer: adam`, `z_lr`, `z_steps`, `gan_epochs`, the feature space, and
-exact search where the paper uses approximate nearest neighbours for its sub-linear cost. The GAN
+tries other GANs), `z_optimizer: adam`, `z_lr`, `z_steps`, `gan_epochs`, the feature space, and
+exact blocked search (the sub-linear run time the abstract claims needs an approximate index,
+which is not implemented: the cost here is O(k N F) for F feature dimensions). The GAN
 is trained by a training plugin (al_bench.strategies.common.gan_query says why).
 
 References: arXiv:1808.06671.

@@ -19,7 +19,7 @@ authors' accounts, e.g. jj-zhu; the only implementation found, billzhaox/PyTorch
 third-party re-implementation for a linear SVM on MNIST 5-vs-7). Choices not fixed by what we
 could read of the paper, all options: `z_optimizer` / `z_lr` / `z_steps` (default plain gradient
 descent, ours), `z_penalty` (lambda ||z||^2 keeping z in the prior's bulk; default 0, the
-objective as stated), the GAN's length `gan_epochs` (ours; the DCGAN reference trains 25 epochs).
+objective as stated), the GAN's length `gan_epochs` (25: the default of the PyTorch DCGAN example).
 The DCGAN layout and training are in al_bench.models.gan; the GAN is trained by a training plugin
 (al_bench.strategies.common.gan_query says why).
 

@@ -116,8 +116,13 @@ def boundary_pool():
 def gaal_ctx(pool, seed=0):
     t = 128 / 127.5 - 1.0
     clf = LinearClassifier(torch.tensor([[0.0, 0.0], [4.0, 0.0]]), torch.tensor([0.0, -4.0 * t]))
+
+    def predictor(indices, mc_samples=0):  # the classifier's embedding of pool rows: its normalised input
+        x = pool.train_x[torch.as_tensor(indices)].permute(0, 3, 1, 2).float() / 255.0
+        return {"embedding": ((x - 0.5) / 0.5).flatten(1)}
+
     return SelectionContext(model=clf, pool=pool, labeled=np.zeros(0, dtype=np.int64),
-                            rng=np.random.default_rng(seed), device=torch.device("cpu"), predictor=None)
+                            rng=np.random.default_rng(seed), device=torch.device("cpu"), predictor=predictor)
 
 
 def planted_strategy(cls=Gaal, **kw):
