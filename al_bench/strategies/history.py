@@ -24,12 +24,15 @@ history / random-forest labeled-vs-unlabeled acquisition); every choice is OUR R
   learning loss's candidate subset: the recording then costs about (labeled + 10,000) / 3 training
   images' worth per record.
 - The forest (scikit-learn RandomForestClassifier, seeded from the selection's generator;
-  n_estimators, max_depth, min_samples_leaf, max_features as config, sklearn's defaults) is fit on
-  all recorded rows, unlabeled = 1. Its P(unlabeled) for the same unlabeled rows it was fit on
-  would be memorised (every in-bag tree votes "unlabeled"), so `proba: oob` (default) uses the
-  out-of-bag estimate (each row scored only by the trees that did not see it), `crossfit` the
-  prediction of forests fit on the other `folds` folds; `insample` is the idea's literal reading
-  (fit, then predict the same rows), kept as a named option.
+  n_estimators, max_depth, min_samples_leaf, max_features as config, sklearn's defaults except
+  min_samples_leaf = 5) is fit on all recorded rows, unlabeled = 1. With fully grown trees
+  (min_samples_leaf = 1) a row's out-of-bag estimate is close to the label of its nearest recorded
+  neighbour, so unlabeled rows that happen to sit among unlabeled ones tie at 1 with the truly
+  different ones; leaves of 5 rows smooth that (tests/golden/test_history.py's planted case).
+  Its P(unlabeled) for the same unlabeled rows it was fit on would be memorised (every in-bag tree
+  votes "unlabeled"), so `proba: oob` (default) uses the out-of-bag estimate (each row scored only
+  by the trees that did not see it), `crossfit` the prediction of forests fit on the other `folds`
+  folds; `insample` is the idea's literal reading (fit, then predict the same rows), a named option.
 - Selection: the k recorded candidates with the HIGHEST P(unlabeled), ties in random order.
 
 References: arXiv:1905.03677 (learning loss, whose follow-up names the idea). No public code.
@@ -173,7 +176,7 @@ class History(Strategy):
                  layers: list[str] = ("probs",), max_unlabeled: PositiveInt | None = 10000,
                  proba: Literal["oob", "crossfit", "insample"] = "oob", folds: Annotated[int, Ge(2)] = 5,
                  n_estimators: PositiveInt = 100, max_depth: PositiveInt | None = None,
-                 min_samples_leaf: PositiveInt = 1, max_features: Literal["sqrt", "log2"] | None = "sqrt",
+                 min_samples_leaf: PositiveInt = 5, max_features: Literal["sqrt", "log2"] | None = "sqrt",
                  n_jobs: PositiveInt | None = None):
         bad = [name for name in layers if name not in _LAYERS and not _STAGE.fullmatch(name)]
         if bad or not layers:
