@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from al_bench import ConfigError
 from al_bench.schema import NonNegativeFloat, PositiveInt
 from al_bench.strategies.base import Strategy, top_k
 from al_bench.strategies.common.uncertainty import entropy
@@ -146,6 +147,8 @@ class Dalbt(Strategy):
     def __init__(self, projector: list[PositiveInt] = (8192, 8192, 8192), lambd: NonNegativeFloat = 0.0051,
                  bt_weight: NonNegativeFloat = 1.0, unlabeled_batch_size: PositiveInt | None = None,
                  rule: Literal["entropy", "margin", "least_confidence"] = "entropy"):
+        if len(projector) == 0:
+            raise ConfigError("strategy.projector needs at least one layer size (Barlow Twins code: 8192-8192-8192)")
         self.plugin = BarlowTwinsPlugin(list(projector), lambd, bt_weight, unlabeled_batch_size)
         self.rule = rule
 

@@ -101,3 +101,10 @@ def test_plugin_trains_the_projector_on_labeled_and_unlabeled_views():
     # each step's correlation is over the 16 labeled + 8 unlabeled images (40 labeled = 16 + 16 + 8)
     assert seen[:3] == [24, 24, 16]
     assert plugin.projector[0].weight.grad is not None
+
+
+def test_empty_projector_is_refused():
+    from al_bench import ConfigError
+
+    with pytest.raises(ConfigError, match="projector"):
+        Dalbt(projector=[])
