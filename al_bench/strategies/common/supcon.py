@@ -2,7 +2,7 @@
 
 The supervised contrastive loss (Khosla et al., NeurIPS 2020, "L^sup_out"), as the reference code
 computes it (HobbitLong/SupContrast, losses.py `SupConLoss`, contrast_mode "all"; pinned in
-tests/golden/test_scal.py): the V views of a batch, L2-normalised, are all anchors; for anchor i
+tests/golden/test_scal_featsim.py): the V views of a batch, L2-normalised, are all anchors; for anchor i
 with positives P(i) (same label, other than i itself) and A(i) = every row but i,
     L_i = -(tau / tau_base) / |P(i)| sum_{p in P(i)} log( exp(z_i.z_p / tau) / sum_{a in A(i)} exp(z_i.z_a / tau) ),
 averaged over the anchors (an anchor without positives adds 0 and still counts, as in the code).
