@@ -426,7 +426,7 @@ def test_discriminative_picks_what_the_labeled_set_does_not_cover():
 # discriminator for up to 1000 epochs per round on embeddings outside its table (two minutes); TA-VAAL trains
 # its VAE for 100 epochs of (labeled + candidates) at selection (over two minutes)
 FAST = {"batchbald": ["strategy.num_joint_samples=256"], "discriminative": ["strategy.epochs=20"],
-        "ta_vaal": ["strategy.vae_epochs=1.0"], "dalbt": ["strategy.projector=[64,64]"]}
+        "ta_vaal": ["strategy.vae_epochs=1.0"]}
 
 
 STRATEGY_CONFIGS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "strategy").glob("*.yaml"))

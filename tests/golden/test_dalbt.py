@@ -29,6 +29,7 @@ from al_bench.data.synthetic import synthetic
 from al_bench.models.small_cnn import SmallCNN
 from al_bench.strategies.base import SelectionContext
 from al_bench.strategies.dalbt import BarlowTwinsPlugin, Dalbt, barlow_twins_loss, cross_correlation
+from al_bench.strategies.dalbt import projector as dalbt_projector
 from al_bench.training import TrainSettings, fit, train_context
 
 
@@ -108,3 +109,14 @@ def test_empty_projector_is_refused():
 
     with pytest.raises(ConfigError, match="projector"):
         Dalbt(projector=[])
+
+
+def test_projector_defaults_to_the_codes_width_ratio():
+    # the code: 2048 features -> 8192-8192-8192; null here = 4 x the embedding width, three layers
+    assert Dalbt().plugin.layer_sizes(2048) == [8192, 8192, 8192]
+    assert Dalbt().plugin.layer_sizes(128) == [512, 512, 512]
+    assert Dalbt(projector=[64, 32]).plugin.layer_sizes(128) == [64, 32]
+    layers = dalbt_projector(2048, [8192, 8192, 8192])
+    assert [m.out_features for m in layers if isinstance(m, torch.nn.Linear)] == [8192, 8192, 8192]
+    assert all(m.bias is None for m in layers if isinstance(m, torch.nn.Linear))
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in layers) == 2
