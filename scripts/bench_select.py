@@ -153,15 +153,17 @@ def child(args) -> None:
                                               torch.Generator(device=device), plugin), False)
         spent = [0.0]
 
-        def predictor(indices, mc_samples=0, model=model, pool=pool, plugin=plugin, spent=spent):
+        def predict_images(images, mc_samples=0, model=model, pool=pool, plugin=plugin, spent=spent):
             t0 = time.perf_counter()
-            idx = torch.as_tensor(indices, device=device)
-            out = predict(model, pool.train_x[idx], pool.mean, pool.std, 1024, plugin, mc_samples=mc_samples)
+            out = predict(model, images, pool.mean, pool.std, 1024, plugin, mc_samples=mc_samples)
             spent[0] += time.perf_counter() - t0
             return out
 
+        def predictor(indices, mc_samples=0, pool=pool, predict_images=predict_images):
+            return predict_images(pool.train_x[torch.as_tensor(indices, device=device)], mc_samples)
+
         ctx = SelectionContext(model=model, pool=pool, labeled=labeled, device=device, predictor=predictor,
-                               rng=np.random.default_rng(1), cycle=0)
+                               rng=np.random.default_rng(1), cycle=0, image_predictor=predict_images)
         mc = int(getattr(strategy, "mc_samples", 0) or 0)
         for m in sorted({0, mc}):
             ctx.predict(candidates, mc_samples=m)
