@@ -85,3 +85,16 @@ def test_blocks_of_any_size_give_the_same_labels():
     a = kmeans(x, 17, np.random.default_rng(2), n_init=2, chunk_elems=5)
     b = kmeans(x, 17, np.random.default_rng(2), n_init=2)
     assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
+
+
+def test_nearest_member_in_row_blocks(monkeypatch):
+    from al_bench.strategies.common import clustering
+
+    x = clustered(200, 4, 5)
+    x = torch.cat([x, x[:20]])  # tied members
+    c, labels = kmeans(x, 12, np.random.default_rng(0))
+    d_own = (x - c[labels]).pow(2).sum(1).numpy()
+    lab = labels.numpy()
+    plain = [min(np.flatnonzero(lab == j), key=lambda i: (d_own[i], i)) for j in range(12)]
+    monkeypatch.setattr(clustering, "BLOCK", 4)  # 4 x 4 / D: rows of 4 at a time
+    assert clustering.nearest_member(x, c, labels).tolist() == plain

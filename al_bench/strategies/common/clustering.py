@@ -43,15 +43,20 @@ def assign(x: torch.Tensor, centres: torch.Tensor, chunk_elems: int = 1 << 21,
 
 
 def _two_nearest(x: torch.Tensor, x_sq: torch.Tensor, centres: torch.Tensor, c_sq: torch.Tensor,
-                 chunk_elems: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(nearest centre, its squared distance, the second-nearest squared distance) for every row."""
-    n = x.shape[0]
+                 chunk_elems: int, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(nearest centre, its squared distance, the second-nearest squared distance) for every row of x,
+    or of x[rows] (gathered block by block: no |rows| x D copy)."""
+    n = x.shape[0] if rows is None else rows.shape[0]
     labels = torch.empty(n, dtype=torch.long, device=x.device)
     d1 = torch.empty(n, dtype=x.dtype, device=x.device)
     d2 = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
     step = _rows_per_block(centres.shape[0], chunk_elems)
     for s in range(0, n, step):
-        d = sq_dists(x[s:s + step], centres, x_sq[s:s + step], c_sq)
+        if rows is None:
+            xb, xb_sq = x[s:s + step], x_sq[s:s + step]
+        else:
+            xb, xb_sq = x.index_select(0, rows[s:s + step]), x_sq.index_select(0, rows[s:s + step])
+        d = sq_dists(xb, centres, xb_sq, c_sq)
         torch.min(d, dim=1, out=(d1[s:s + step], labels[s:s + step]))
         if centres.shape[0] > 1:
             d.scatter_(1, labels[s:s + step, None], float("inf"))
@@ -128,7 +133,7 @@ def kmeans(x: torch.Tensor, k: int, rng: np.random.Generator, n_init: int = 1, m
             rows = torch.nonzero(check).squeeze(1)
             if rows.numel() == 0:
                 continue
-            lab, r1, r2 = _two_nearest(x[rows], x_sq[rows], centres, c_sq, chunk_elems)
+            lab, r1, r2 = _two_nearest(x, x_sq, centres, c_sq, chunk_elems, rows)
             labels[rows], upper[rows], lower[rows] = lab, r1.sqrt(), r2.sqrt()
         labels, d = assign(x, centres, chunk_elems, x_sq)
         if best is None or float(d.sum()) < best[0]:
@@ -153,7 +158,11 @@ def nearest_member(x: torch.Tensor, centres: torch.Tensor, labels: torch.Tensor)
     """For each centre in turn, the position of its cluster's member nearest it (ties: the earlier row);
     an empty cluster takes its nearest row not picked by another centre."""
     lab = labels.cpu().numpy()
-    d_own = (x - centres[labels]).pow(2).sum(1).cpu().numpy()
+    d_own = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
+    step = _rows_per_block(x.shape[1], BLOCK * BLOCK)  # row blocks: no N x D temporary
+    for s in range(0, x.shape[0], step):
+        d_own[s:s + step] = (x[s:s + step] - centres[labels[s:s + step]]).pow(2).sum(1)
+    d_own = d_own.cpu().numpy()
     order = np.lexsort((np.arange(len(lab)), d_own, lab))
     ids, first = np.unique(lab[order], return_index=True)
     picks = np.full(centres.shape[0], -1, dtype=np.int64)
