@@ -8,16 +8,26 @@ over synthetic 8x8 uint8 images, whose prediction pass returns realistic-size te
 the training plugin (learning loss). Strategies with a training plugin get their auxiliary module
 with random weights.
 
+Realistic inputs: the images are 10 class templates plus noise, so the 512-D embeddings are
+post-ReLU averages (non-negative, ResNet-18 avgpool-like: few exact zeros, class-clustered); the
+classifier head is fitted to them, not random: a nearest-class-mean head on the labeled set's
+embeddings with a temperature chosen so that the labeled set's mean top-class probability is about
+0.75 (a partly trained model: confident and uncertain candidates, not uniform probabilities). The
+first line of each size reports the embeddings' spread (mean norm, fraction of zeros, head accuracy).
+
 Per strategy and pool size, printed: select_s (the strategy's own time: the call minus the time
 inside the predictor), predict_s (the prediction passes it asked for beyond the ones warmed up
 before timing: the candidates and the labeled set, with and without MC samples), and peak_mb (the
 resident-memory peak during the call above the resident memory before it: Linux VmHWM reset
 through /proc/self/clear_refs; with MALLOC_MMAP_THRESHOLD_ set so freed blocks leave the process).
 Each strategy runs in its own process; one that fails, or exceeds --time-cap seconds on a size,
-is reported as such and skipped on the larger sizes.
+is reported as such and skipped on the larger sizes. `target` is the selection-time target at 10k
+candidates (10 s; 60 s for bait and batchbald, see docs/performance.md) and `x_tgt` select_s over it.
+Load from other processes inflates the times: compare strategies within one run, on a quiet machine.
 
     python scripts/bench_select.py                      # every strategy, 10k/25k/50k, k = 1000
     python scripts/bench_select.py --strategies coreset badge --sizes 10000 50000 --time-cap 300
+    python scripts/bench_select.py --threads 2 --sizes 10000   # the 10k target on 2 threads
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ import time
 from pathlib import Path
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "strategy"
+TARGET_S = {"bait": 60.0, "batchbald": 60.0}  # selection-time targets at 10k candidates; 10 s otherwise
 
 
 def strategy_words(conf_dir: Path) -> list[str]:
@@ -80,13 +91,14 @@ def child(args) -> None:
 
     class TinyBackbone(Backbone):
         """Random-weight stand-in for a trained ResNet-18: the same stage channels and embedding
-        width on 8x8 inputs (stages at 4/2/1/1 pixels), ~0.2 MMACs per image."""
+        width on 8x8 inputs (stages at 4/2/2/2 pixels, the embedding an average over 2x2 positions as
+        ResNet-18's over 4x4), ~0.7 MMACs per image."""
 
         def __init__(self, num_classes=10, in_channels=3, dropout=0.3):
             super().__init__(dropout)
             self.stage_channels, self.embed_dim = (64, 128, 256, 512), 512
             self.convs = nn.ModuleList([nn.Conv2d(in_channels, 64, 3, 2, 1), nn.Conv2d(64, 128, 1, 2),
-                                        nn.Conv2d(128, 256, 1, 2), nn.Conv2d(256, 512, 1)])
+                                        nn.Conv2d(128, 256, 1, 1), nn.Conv2d(256, 512, 1)])
             self.fc = nn.Linear(512, num_classes)
 
         def features(self, x):
@@ -95,6 +107,28 @@ def child(args) -> None:
                 x = torch.relu(conv(x))
                 stages.append(x)
             return stages, torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+    @torch.no_grad()
+    def fit_head(model, pool, labeled, device):
+        """A nearest-class-mean head on the labeled embeddings, its temperature set so that the labeled
+        set's mean top-class probability is about 0.75; returns the embeddings' spread."""
+        idx = torch.as_tensor(labeled, device=device)
+        emb = predict(model, pool.train_x[idx], pool.mean, pool.std, 1024)["embedding"]
+        y = pool.train_y[idx].long()
+        means = torch.zeros(10, emb.shape[1], device=device).index_add_(0, y, emb)
+        means /= torch.bincount(y, minlength=10).clamp_min(1)[:, None]
+        w = means - means.mean(0)
+        b = -0.5 * (means.pow(2).sum(1) - means.pow(2).sum(1).mean())  # w.x + b = -||x - m||^2 / 2 + const
+        lo, hi = 1e-4, 1e2
+        for _ in range(40):  # bisect the temperature on the mean top-class probability
+            t = (lo * hi) ** 0.5
+            top = torch.softmax(t * (emb @ w.T + b), 1).max(1).values.mean()
+            lo, hi = (t, hi) if top < 0.75 else (lo, t)
+        model.fc.weight.copy_(t * w)
+        model.fc.bias.copy_(t * b)
+        acc = float((model.fc(emb).argmax(1) == y).double().mean())
+        return {"emb_norm": float(emb.norm(dim=1).mean()), "emb_zero": float((emb == 0).double().mean()),
+                "head_acc": acc}
 
     with initialize_config_module(version_base="1.3", config_module="al_bench.conf"):
         cfg = compose("config", overrides=[f"strategy={args.child}"])  # applies the file's defaults list
@@ -106,11 +140,12 @@ def child(args) -> None:
         n_pool = args.n_labeled + n
         y = rng.integers(0, 10, n_pool)
         templates = rng.integers(0, 256, (10, 8, 8, 3))
-        x = np.clip(templates[y] + rng.normal(0, 50, (n_pool, 8, 8, 3)), 0, 255).astype(np.uint8)
+        x = np.clip(templates[y] + rng.normal(0, 130, (n_pool, 8, 8, 3)), 0, 255).astype(np.uint8)  # overlapping classes
         pool = make_pool("bench", x, y, x[:256], y[:256], [str(i) for i in range(10)], 10).to(device)
         labeled = np.arange(args.n_labeled)
         candidates = np.arange(args.n_labeled, n_pool)
         model = TinyBackbone().to(device).eval()
+        spread = fit_head(model, pool, labeled, device)
         strategy = instantiate(node, _convert_="all")
         plugin = strategy.train_plugin()
         if plugin is not None:
@@ -118,15 +153,17 @@ def child(args) -> None:
                                               torch.Generator(device=device), plugin), False)
         spent = [0.0]
 
-        def predictor(indices, mc_samples=0, model=model, pool=pool, plugin=plugin, spent=spent):
+        def predict_images(images, mc_samples=0, model=model, pool=pool, plugin=plugin, spent=spent):
             t0 = time.perf_counter()
-            idx = torch.as_tensor(indices, device=device)
-            out = predict(model, pool.train_x[idx], pool.mean, pool.std, 1024, plugin, mc_samples=mc_samples)
+            out = predict(model, images, pool.mean, pool.std, 1024, plugin, mc_samples=mc_samples)
             spent[0] += time.perf_counter() - t0
             return out
 
+        def predictor(indices, mc_samples=0, pool=pool, predict_images=predict_images):
+            return predict_images(pool.train_x[torch.as_tensor(indices, device=device)], mc_samples)
+
         ctx = SelectionContext(model=model, pool=pool, labeled=labeled, device=device, predictor=predictor,
-                               rng=np.random.default_rng(1), cycle=0)
+                               rng=np.random.default_rng(1), cycle=0, image_predictor=predict_images)
         mc = int(getattr(strategy, "mc_samples", 0) or 0)
         for m in sorted({0, mc}):
             ctx.predict(candidates, mc_samples=m)
@@ -143,7 +180,7 @@ def child(args) -> None:
         peak = _status_mb("VmHWM") - base if exact_peak else float("nan")
         ok = picks.shape == (args.k,) and len(np.unique(picks)) == args.k and bool(np.isin(picks, candidates).all())
         print(json.dumps({"n": n, "select_s": total - spent[0], "predict_s": spent[0], "warm_predict_s": warm_s,
-                          "peak_mb": peak, "valid": ok}), flush=True)
+                          "peak_mb": peak, "valid": ok, **spread}), flush=True)
         del ctx, pool, model, strategy, plugin
 
 
@@ -226,20 +263,30 @@ def main(argv=None) -> int:
     words = args.strategies or strategy_words(CONF)
     print(f"k={args.k}, labeled={args.n_labeled}, candidates {', '.join(map(str, args.sizes))}; "
           f"time cap {args.time_cap:.0f} s per size; load average {os.getloadavg()[0]:.1f}")
-    head = f"{'strategy':<26}" + "".join(f"{'N=' + str(n):>34}" for n in args.sizes)
+    width = 42
+    head = f"{'strategy':<26}{'target':>7}" + "".join(f"{'N=' + str(n):>{width}}" for n in args.sizes)
     print(head)
-    print(f"{'':<26}" + "".join(f"{'select_s predict_s  peak_mb':>34}" for _ in args.sizes))
+    print(f"{'':<33}" + "".join(f"{'select_s predict_s  peak_mb  x_tgt':>{width}}" for _ in args.sizes))
+    spread_shown = False
     for word in words:
         res = run_strategy(word, args)
+        target = TARGET_S.get(word, 10.0)
         cells = []
         for n in args.sizes:
             r = res.get(n, "not run")
             if isinstance(r, dict):
                 flag = "" if r["valid"] else " INVALID"
-                cells.append(f"{r['select_s']:>10.2f} {r['predict_s']:>9.2f} {r['peak_mb']:>8.0f}{flag}".rjust(34))
+                cells.append(f"{r['select_s']:>10.2f} {r['predict_s']:>9.2f} {r['peak_mb']:>8.0f} "
+                             f"{r['select_s'] / target:>6.2f}{flag}".rjust(width))
             else:
-                cells.append(r[:33].rjust(34))
-        print(f"{word:<26}" + "".join(cells), flush=True)
+                cells.append(r[:width - 1].rjust(width))
+        if not spread_shown:
+            rows = [(n, r) for n, r in res.items() if isinstance(r, dict) and "emb_norm" in r]
+            for n, r in rows:
+                print(f"    inputs N={n}: embedding mean norm {r['emb_norm']:.1f}, zeros {100 * r['emb_zero']:.1f} %, "
+                      f"head accuracy on the labeled set {100 * r['head_acc']:.0f} %")
+            spread_shown = bool(rows)
+        print(f"{word:<26}{target:>7.0f}" + "".join(cells), flush=True)
         for n in args.sizes:
             r = res.get(n)
             if isinstance(r, str) and r.startswith("failed"):

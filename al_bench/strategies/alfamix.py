@@ -74,7 +74,7 @@ def learned_flips(head: nn.Module, emb: torch.Tensor, anchor: torch.Tensor, pred
         loss = -F.cross_entropy(out, pred, reduction="none") + l2_coef * leaf.norm(dim=1)
         leaf.grad, = torch.autograd.grad(loss.sum(), leaf)
         opt.step()
-        alpha = leaf.detach().clamp(1e-8, eps)
+        alpha = leaf.detach().clamp_(1e-8, eps)  # in place: this step's leaf is not used again
     return flipped
 
 
@@ -133,7 +133,7 @@ class Alfamix(Strategy):
 
     def alpha_init(self, ctx: SelectionContext, eps: float, shape: tuple) -> torch.Tensor:
         """Starting alpha of the learned search: clamp(N(eps/2, (eps/2)^2), 1e-8, eps), as theirs."""
-        return torch.as_tensor(ctx.rng.normal(eps / 2, eps / 2, size=shape)).clamp(1e-8, eps)
+        return torch.as_tensor(ctx.rng.normal(eps / 2, eps / 2, size=shape)).clamp_(1e-8, eps)  # a fresh array
 
     def select(self, ctx: SelectionContext, candidates: np.ndarray, k: int) -> np.ndarray:
         preds = ctx.predict(candidates)

@@ -97,6 +97,21 @@ def bait_select(probs: torch.Tensor, emb: torch.Tensor, is_labeled: np.ndarray, 
     r_mat = w.transpose(1, 2) @ (fisher @ w)
     eye = torch.eye(top, dtype=torch.float64, device=probs.device)
 
+    # reused blocks of `chunk` rows: a per-step (N, C, d, c) product or (N, C d, c) update would be a fresh
+    # 256 MB allocation at 10k (page faults cost more than the arithmetic); the same numbers, row by row
+    prod_buf = torch.empty((min(chunk, n), c, d, top), dtype=torch.float64, device=probs.device)
+    upd_buf = torch.empty((min(chunk, n), c * d, top), dtype=torch.float64, device=probs.device)
+
+    def wt_v_one(wp: torch.Tensor, bx: torch.Tensor, ex: torch.Tensor) -> torch.Tensor:
+        """wt_v(wp[None], bx, ex) block by block into the reused buffer."""
+        out = torch.empty((len(ex), top, top), dtype=torch.float64, device=probs.device)
+        wv = wp.view(1, c, d, top)
+        for s0 in range(0, len(ex), chunk):
+            blk = prod_buf[:len(ex[s0:s0 + chunk])]
+            t = torch.mul(wv, ex[s0:s0 + chunk, None, :, None], out=blk).sum(2)
+            torch.matmul(t.transpose(1, 2), bx[s0:s0 + chunk], out=out[s0:s0 + chunk])
+        return out
+
     def update(p: int, sign: float, idx: torch.Tensor | None = None) -> None:
         """Rank-c Woodbury update of every kept row after adding (sign +1) or removing (-1) point p."""
         wp = w[p].clone()
@@ -105,12 +120,15 @@ def bait_select(probs: torch.Tensor, emb: torch.Tensor, is_labeled: np.ndarray, 
         kk = (kk + kk.T) / 2
         sel = slice(None) if idx is None else idx
         ws = w[sel]
-        q = wt_v(wp[None], b[sel], e[sel])  # W_p^T V_x
+        q = wt_v_one(wp, b[sel], e[sel])  # W_p^T V_x
         pkq = (ws.transpose(1, 2) @ gp) @ kk @ q  # (W_x^T F W_p) K Q
         r_mat[sel] += -sign * (pkq + pkq.transpose(1, 2)) + q.transpose(1, 2) @ (kk @ (wp.T @ gp) @ kk) @ q
         s_mat[sel] -= sign * q.transpose(1, 2) @ kk @ q
         if idx is None:
-            w.sub_(sign * ((wp @ kk) @ q))
+            wpk = wp @ kk
+            for s0 in range(0, n, chunk):  # w -= sign (W_p K) Q, sign * exact for sign = +-1
+                blk = torch.matmul(wpk, q[s0:s0 + chunk], out=upd_buf[:len(q[s0:s0 + chunk])])
+                w[s0:s0 + chunk].sub_(blk, alpha=sign)
         else:
             w[idx] = ws - sign * ((wp @ kk) @ q)
 

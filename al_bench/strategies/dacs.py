@@ -17,8 +17,8 @@ embeddings (the paper trains an auxiliary low-dimensional head for them).
 No public code by the authors was found (searched GitHub for the paper's title and the first author's
 repositories), so nothing is pinned against it; tests cover the budget rule and chunk invariance.
 
-Cost: time O(N^2 D) for the densities (chunked) + O(N k D) for k-center greedy; memory O(N D)
-plus one (chunk, N) similarity block.
+Cost: time O(N^2 D) for the densities + O(N k D) for k-center greedy; memory O(N D) plus fixed
+blocks: about 2M similarities (16 MB) per density block whatever N, 2048 x 2048 distances in k-center.
 
 References: arXiv:2206.04838
 """
@@ -30,14 +30,19 @@ import torch
 
 from al_bench import ConfigError
 from al_bench.strategies.base import SelectionContext, Strategy
-from al_bench.strategies.common.clustering import k_center_greedy
+from al_bench.strategies.common.clustering import BLOCK, k_center_greedy
+
+BLOCK_ELEMS = 1 << 21  # similarities per block of the density pass: 16 MB of float64
 
 
-def knn_density(x: torch.Tensor, query: torch.Tensor, knn: int, chunk: int = 2048) -> torch.Tensor:
-    """Mean cosine similarity of each row of x[query] to its knn nearest other rows of x (unit rows)."""
+def knn_density(x: torch.Tensor, query: torch.Tensor, knn: int, chunk: int | None = None) -> torch.Tensor:
+    """Mean cosine similarity of each row of x[query] to its knn nearest other rows of x (unit rows),
+    `chunk` rows at a time; by default as many as make about BLOCK_ELEMS similarities (16 MB of
+    float64), whatever N."""
     rows = torch.nonzero(query).squeeze(1)
     kk = min(knn, x.shape[0] - 1)
     out = torch.empty(len(rows), dtype=x.dtype, device=x.device)
+    chunk = chunk or max(1, BLOCK_ELEMS // max(1, x.shape[0]))
     for start in range(0, len(rows), chunk):
         r = rows[start:start + chunk]
         sim = x[r] @ x.T
@@ -67,7 +72,7 @@ def group_budgets(mean_density: np.ndarray, sizes: np.ndarray, k: int, temperatu
 
 
 def dacs_select(x: torch.Tensor, is_labeled: np.ndarray, k: int, knn: int = 10, num_groups: int = 5,
-                temperature: float = 0.1, chunk: int = 2048) -> np.ndarray:
+                temperature: float = 0.1, chunk: int | None = None) -> np.ndarray:
     """Positions (among the unlabeled rows of unit-norm x) picked by density-aware core-set."""
     lab = torch.as_tensor(is_labeled, device=x.device)
     unl = np.flatnonzero(~is_labeled)
@@ -82,7 +87,7 @@ def dacs_select(x: torch.Tensor, is_labeled: np.ndarray, k: int, knn: int = 10, 
         if b == 0:
             continue
         members = unl[g]
-        chosen = members[k_center_greedy(x[members], centres, int(b), chunk)]
+        chosen = members[k_center_greedy(x[members], centres, int(b), chunk or BLOCK)]
         picks += chosen.tolist()
         centres = torch.cat([centres, x[chosen]])
     return np.asarray(picks, dtype=np.int64)

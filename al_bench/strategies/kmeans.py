@@ -11,7 +11,9 @@ from plain k-means++ seeds, Arthur & Vassilvitskii 2007) runs in torch on the se
 shared by typiclust, probcover and alfamix; an empty cluster keeps its centre (sklearn relocates it)
 and, having no member, takes the nearest candidate not picked yet (DeepAL+ would fail there).
 
-Cost: time O(n_init max_iter N k D), memory O(N D + k D) plus a (chunk, k) distance block.
+Cost: time O(n_init (k N D + iterations N k D)): the seeding is k matrix-vector passes over the
+N x D embeddings (memory-bound), each Lloyd iteration a blocked N x k x D product on the rows whose
+centre may have changed; memory O(N D + k D) plus a (2M-element) distance block.
 
 References: arXiv:1901.05954, arXiv:1906.03671
 """

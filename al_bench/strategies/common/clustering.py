@@ -13,54 +13,129 @@ import torch
 BLOCK = 2048  # rows (and centres) per block of the initial distances: 16 MB of float32 at most
 
 
-def sq_dists(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-    return ((x * x).sum(1, keepdim=True) + (centres * centres).sum(1)[None] - 2.0 * x @ centres.T).clamp_min(0.0)
+def sq_dists(x: torch.Tensor, centres: torch.Tensor, x_sq: torch.Tensor | None = None,
+             c_sq: torch.Tensor | None = None) -> torch.Tensor:
+    """(||x||^2 + ||c||^2) - 2 x.c for every pair, clamped at 0; precomputed row norms may be passed
+    (the same numbers either way: the same reductions, the same order of operations)."""
+    x_sq = (x * x).sum(1) if x_sq is None else x_sq
+    c_sq = (centres * centres).sum(1) if c_sq is None else c_sq
+    d = (x @ centres.T).mul_(-2.0)  # -2m + (a + b) is (a + b) - 2m exactly: negation and commutation are exact
+    return d.add_(x_sq[:, None] + c_sq[None]).clamp_min_(0.0)
 
 
-def assign(x: torch.Tensor, centres: torch.Tensor, chunk_elems: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
-    """(nearest centre, its squared distance) for every row of x, chunked over rows."""
+def _rows_per_block(n_cols: int, chunk_elems: int) -> int:
+    return max(1, chunk_elems // max(1, n_cols))
+
+
+def assign(x: torch.Tensor, centres: torch.Tensor, chunk_elems: int = 1 << 21,
+           x_sq: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(nearest centre, its squared distance) for every row of x, in blocks of about chunk_elems
+    distances (16 MB of float64 by default)."""
+    x_sq = (x * x).sum(1) if x_sq is None else x_sq
+    c_sq = (centres * centres).sum(1)
     labels = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     best = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
-    step = max(1, chunk_elems // max(1, centres.shape[0]))
+    step = _rows_per_block(centres.shape[0], chunk_elems)
     for start in range(0, x.shape[0], step):
-        d = sq_dists(x[start:start + step], centres)
-        best[start:start + step], labels[start:start + step] = d.min(dim=1)
+        d = sq_dists(x[start:start + step], centres, x_sq[start:start + step], c_sq)
+        torch.min(d, dim=1, out=(best[start:start + step], labels[start:start + step]))
     return labels, best
 
 
-def kmeans_pp(x: torch.Tensor, k: int, rng: np.random.Generator) -> torch.Tensor:
-    """k-means++ seeding: the first centre uniformly, each next one with probability ~ D(x)^2."""
+def _two_nearest(x: torch.Tensor, x_sq: torch.Tensor, centres: torch.Tensor, c_sq: torch.Tensor,
+                 chunk_elems: int, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(nearest centre, its squared distance, the second-nearest squared distance) for every row of x,
+    or of x[rows] (gathered block by block: no |rows| x D copy)."""
+    n = x.shape[0] if rows is None else rows.shape[0]
+    labels = torch.empty(n, dtype=torch.long, device=x.device)
+    d1 = torch.empty(n, dtype=x.dtype, device=x.device)
+    d2 = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
+    step = _rows_per_block(centres.shape[0], chunk_elems)
+    for s in range(0, n, step):
+        if rows is None:
+            xb, xb_sq = x[s:s + step], x_sq[s:s + step]
+        else:
+            xb, xb_sq = x.index_select(0, rows[s:s + step]), x_sq.index_select(0, rows[s:s + step])
+        d = sq_dists(xb, centres, xb_sq, c_sq)
+        torch.min(d, dim=1, out=(d1[s:s + step], labels[s:s + step]))
+        if centres.shape[0] > 1:
+            d.scatter_(1, labels[s:s + step, None], float("inf"))
+            d2[s:s + step] = d.min(dim=1).values
+    return labels, d1, d2
+
+
+def _half_gap(centres: torch.Tensor, c_sq: torch.Tensor, chunk_elems: int) -> torch.Tensor:
+    """Half the distance from each centre to its nearest other centre (Hamerly's s)."""
+    k = centres.shape[0]
+    out = torch.full((k,), float("inf"), dtype=centres.dtype, device=centres.device)
+    step = _rows_per_block(k, chunk_elems)
+    for s in range(0, k, step):
+        d = sq_dists(centres[s:s + step], centres, c_sq[s:s + step], c_sq)
+        d[torch.arange(d.shape[0], device=d.device), torch.arange(s, s + d.shape[0], device=d.device)] = float("inf")
+        out[s:s + step] = d.min(dim=1).values
+    return out.sqrt_().mul_(0.5)
+
+
+def kmeans_pp(x: torch.Tensor, k: int, rng: np.random.Generator, x_sq: torch.Tensor | None = None) -> torch.Tensor:
+    """k-means++ seeding: the first centre uniformly, each next one with probability ~ D(x)^2.
+    One matrix-vector product per centre into a reused buffer (no N x D temporary): the same numbers
+    as sq_dists(x, centre)."""
     n = x.shape[0]
+    x_sq = (x * x).sum(1) if x_sq is None else x_sq
     idx = [int(rng.integers(n))]
-    dist = sq_dists(x, x[idx[0]][None])[:, 0]
+    dist = sq_dists(x, x[idx[0]][None], x_sq, x_sq[idx[0]][None])[:, 0]
+    buf = torch.empty_like(dist)
     for _ in range(k - 1):
         w = dist.double().cpu().numpy()
         i = int(rng.choice(n, p=w / w.sum())) if w.sum() > 0 else int(rng.integers(n))
         idx.append(i)
-        dist = torch.minimum(dist, sq_dists(x, x[i][None])[:, 0])
+        torch.mv(x, x[i], out=buf).mul_(-2.0).add_(x_sq + x_sq[i]).clamp_min_(0.0)
+        torch.minimum(dist, buf, out=dist)
     return x[idx].clone()
 
 
 def kmeans(x: torch.Tensor, k: int, rng: np.random.Generator, n_init: int = 1, max_iter: int = 100,
            tol: float = 1e-6, init: torch.Tensor | None = None,
-           chunk_elems: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
+           chunk_elems: int = 1 << 21) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's k-means: (centres (k, D), labels (N,)) of the restart with the lowest inertia; it stops
     when the centres move less than tol x the summed feature variance (squared). `init` (k, D): one
-    run from these centres instead of k-means++ restarts. An empty cluster keeps its previous centre."""
+    run from these centres instead of k-means++ restarts. An empty cluster keeps its previous centre.
+
+    Each iteration skips the rows whose nearest centre cannot have changed (Hamerly 2010: an upper
+    bound on the distance to the own centre, a lower bound on the second nearest, both moved by the
+    centre shifts, and half the gap between centres), with a safety margin for rounding; the others
+    get the full distance pass. The labels are those of full passes (tests/test_clustering_fast.py)."""
     x = x.double()
+    x_sq = (x * x).sum(1)
+    var = x.var(dim=0).sum().clamp_min(1e-30)
+    tau = 1e-7 * float(x_sq.max().sqrt()) if x.shape[0] else 0.0  # rounding of distances from the norm expansion
     best = None
     for _ in range(1 if init is not None else max(1, n_init)):
-        centres = init.double().clone() if init is not None else kmeans_pp(x, k, rng)
-        for _ in range(max_iter):
-            labels, _ = assign(x, centres, chunk_elems)
+        centres = init.double().clone() if init is not None else kmeans_pp(x, k, rng, x_sq)
+        c_sq = (centres * centres).sum(1)
+        labels, d1, d2 = _two_nearest(x, x_sq, centres, c_sq, chunk_elems)
+        upper, lower = d1.sqrt(), d2.sqrt()
+        for it in range(max_iter):
             sums = torch.zeros_like(centres).index_add_(0, labels, x)
             counts = torch.bincount(labels, minlength=k).to(x.dtype)
             new = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
-            shift = (new - centres).pow(2).sum()
+            move = (new - centres).pow(2)
+            shift = move.sum()
             centres = new
-            if shift <= tol * x.var(dim=0).sum().clamp_min(1e-30):
+            if shift <= tol * var or it == max_iter - 1:
                 break
-        labels, d = assign(x, centres, chunk_elems)
+            c_sq = (centres * centres).sum(1)
+            delta = move.sum(1).sqrt_()
+            upper.add_(delta[labels])
+            lower.sub_(delta.max())
+            bound = torch.maximum(lower, _half_gap(centres, c_sq, chunk_elems)[labels])
+            check = upper.mul(1 + 1e-9).add_(tau) >= bound
+            rows = torch.nonzero(check).squeeze(1)
+            if rows.numel() == 0:
+                continue
+            lab, r1, r2 = _two_nearest(x, x_sq, centres, c_sq, chunk_elems, rows)
+            labels[rows], upper[rows], lower[rows] = lab, r1.sqrt(), r2.sqrt()
+        labels, d = assign(x, centres, chunk_elems, x_sq)
         if best is None or float(d.sum()) < best[0]:
             best = (float(d.sum()), centres, labels)
     return best[1], best[2]
@@ -83,7 +158,11 @@ def nearest_member(x: torch.Tensor, centres: torch.Tensor, labels: torch.Tensor)
     """For each centre in turn, the position of its cluster's member nearest it (ties: the earlier row);
     an empty cluster takes its nearest row not picked by another centre."""
     lab = labels.cpu().numpy()
-    d_own = (x - centres[labels]).pow(2).sum(1).cpu().numpy()
+    d_own = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
+    step = _rows_per_block(x.shape[1], BLOCK * BLOCK)  # row blocks: no N x D temporary
+    for s in range(0, x.shape[0], step):
+        d_own[s:s + step] = (x[s:s + step] - centres[labels[s:s + step]]).pow(2).sum(1)
+    d_own = d_own.cpu().numpy()
     order = np.lexsort((np.arange(len(lab)), d_own, lab))
     ids, first = np.unique(lab[order], return_index=True)
     picks = np.full(centres.shape[0], -1, dtype=np.int64)
