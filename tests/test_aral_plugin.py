@@ -8,34 +8,16 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_vaal_plugin import MeanVAE as MeanEncoder  # mu = mean pixel: scores known in advance
+from test_vaal_plugin import SigmoidDisc as SigmoidSampler
+from test_vaal_plugin import ctx_for
 from torch import nn
 
 from al_bench.data.synthetic import synthetic
 from al_bench.models.aral import ConditionalGenerator, LabelEncoder, Sampler
 from al_bench.models.small_cnn import SmallCNN
 from al_bench.strategies.aral import Aral, feature_matching, gan_classifier_loss, gaussian_nll, lr_factor
-from al_bench.strategies.base import SelectionContext
 from al_bench.training import TrainSettings, fit, train_context
-
-
-class MeanEncoder(nn.Module):
-    """mu = the image's mean pixel (normalised), so the sampler's scores are known in advance."""
-
-    def encode(self, x):
-        mu = x.mean(dim=(1, 2, 3))[:, None]
-        return mu, torch.zeros_like(mu)
-
-
-class SigmoidSampler(nn.Module):
-    def forward(self, mu, cond=None):
-        return torch.sigmoid(mu).squeeze(1)
-
-
-def ctx_for(intensities, labeled, seed=0):
-    x = torch.tensor(intensities, dtype=torch.uint8)[:, None, None, None].expand(-1, 2, 2, 1).contiguous()
-    pool = type("P", (), {"train_x": x, "mean": (0.5,), "std": (0.25,)})()
-    return SelectionContext(model=None, pool=pool, labeled=np.asarray(labeled), rng=np.random.default_rng(seed),
-                            device=torch.device("cpu"), predictor=None)
 
 
 @pytest.mark.parametrize("query, want", [("least_labeled", [1, 5, 3]), ("most_labeled", [4, 2, 3])])

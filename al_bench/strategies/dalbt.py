@@ -133,12 +133,7 @@ class BarlowTwinsPlugin(TrainingPlugin):
             bt = barlow_twins_loss(self.projector(out1.embedding.float()), self.projector(out2.embedding.float()),
                                    self.lambd)
         loss = target_loss.mean() + self.bt_weight * bt
-        for opt in step.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        step.scaler.scale(loss).backward()
-        for opt in step.optimizers.values():
-            step.scaler.step(opt)
-        step.scaler.update()
+        step.apply(loss)
         step.logs["bt_loss"] = bt.detach()
         return target_loss.detach()
 

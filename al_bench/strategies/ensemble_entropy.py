@@ -106,13 +106,8 @@ class EnsemblePlugin(TrainingPlugin):
                 member_losses.append(ce(net(xb).logits.float(), yb))
             members = torch.stack(member_losses).sum()
         self.pos += size
-        for opt in step.optimizers.values():
-            opt.zero_grad(set_to_none=True)
         # the networks share no parameter: one backward of the sum gives each its own loss's gradient
-        step.scaler.scale(target_loss.mean() + members).backward()
-        for opt in step.optimizers.values():
-            step.scaler.step(opt)
-        step.scaler.update()
+        step.apply(target_loss.mean() + members)
         step.logs["member_loss"] = members.detach() / len(self.nets)
         return target_loss.detach()
 

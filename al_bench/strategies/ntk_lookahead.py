@@ -126,12 +126,7 @@ class SquaredLossPlugin(TrainingPlugin):
             target = nn.functional.one_hot(step.y, logits.shape[1]).float()
             target_loss = ((logits - target) ** 2).mean(1)
             loss = target_loss.mean()
-        for opt in step.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        step.scaler.scale(loss).backward()
-        for opt in step.optimizers.values():
-            step.scaler.step(opt)
-        step.scaler.update()
+        step.apply(loss)
         return target_loss.detach()
 
 

@@ -85,6 +85,15 @@ class Step:
     unlabeled_index: torch.Tensor | None = None
     logs: dict[str, torch.Tensor] = field(default_factory=dict)
 
+    def apply(self, loss: torch.Tensor) -> None:
+        """Backward of `loss` and one step of every optimizer (through the loss scaler)."""
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        for opt in self.optimizers.values():
+            self.scaler.step(opt)
+        self.scaler.update()
+
 
 class TrainingPlugin:
     """A method's changes to training; the base class changes nothing (see the module docstring)."""
@@ -119,12 +128,7 @@ class TrainingPlugin:
             if extra is not None:
                 loss = loss + extra
                 step.logs["plugin_loss"] = extra.detach()
-        for opt in step.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        step.scaler.scale(loss).backward()
-        for opt in step.optimizers.values():
-            step.scaler.step(opt)
-        step.scaler.update()
+        step.apply(loss)
         return target_loss.detach()
 
     def after_step(self, step: Step) -> None:

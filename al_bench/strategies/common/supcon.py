@@ -80,12 +80,7 @@ class SupConPlugin(TrainingPlugin):
             z = nn.functional.normalize(self.head(out.embedding.float()), dim=1)
             sc = supcon_loss([z[:n], z[n:]], step.y, self.temperature, self.base_temperature)
         loss = target_loss.mean() + self.weight * sc
-        for opt in step.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        step.scaler.scale(loss).backward()
-        for opt in step.optimizers.values():
-            step.scaler.step(opt)
-        step.scaler.update()
+        step.apply(loss)
         step.logs["supcon_loss"] = sc.detach()
         return target_loss.detach()
 
