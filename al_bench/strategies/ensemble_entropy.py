@@ -39,7 +39,6 @@ import torch
 from annotated_types import Ge
 from torch import nn
 
-from al_bench.data.augment import Normalize, random_crop_flip
 from al_bench.models.replica import fresh_replica, logits_like_predict
 from al_bench.strategies.base import ScoreStrategy
 from al_bench.strategies.common.uncertainty import entropy
@@ -74,7 +73,7 @@ class EnsemblePlugin(TrainingPlugin):
             self.nets = [net.to(memory_format=torch.channels_last) for net in self.nets]
         self.pool, self.settings = ctx.pool, settings
         self.rows = torch.as_tensor(np.asarray(ctx.labeled), device=device)
-        self.normalize = Normalize(ctx.pool.mean, ctx.pool.std, device, channels_last)
+        self.makers = [ctx.batch_maker(g) for g in self.generators]
         self.orders, self.epoch, self.pos = None, -1, 0
 
     def modules(self) -> dict[str, nn.Module]:
@@ -85,10 +84,7 @@ class EnsemblePlugin(TrainingPlugin):
 
     def member_batch(self, m: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         rows = self.orders[m][self.pos:self.pos + size]
-        xb = self.pool.train_x[rows]
-        if self.settings.augment:
-            xb = random_crop_flip(xb, self.settings.crop_padding, self.settings.flip, self.generators[m])
-        return self.normalize(xb), self.pool.train_y[rows]
+        return self.makers[m](rows), self.pool.train_y[rows]
 
     def update(self, step: Step) -> torch.Tensor:
         size = step.x.shape[0]

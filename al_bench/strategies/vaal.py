@@ -42,11 +42,10 @@ import torch
 from torch import nn
 
 from al_bench import ConfigError
-from al_bench.data.augment import Normalize, random_crop_flip
+from al_bench.data.augment import Normalize
 from al_bench.models.vae import VAE, LatentDiscriminator, vae_loss
 from al_bench.schema import NonNegativeFloat, PositiveFloat, PositiveInt
 from al_bench.strategies.base import Strategy, top_k
-from al_bench.training.device import use_channels_last
 from al_bench.training.plugin import OptimizerSpec, Step, TrainContext, TrainingPlugin
 
 _bce = nn.functional.binary_cross_entropy
@@ -118,20 +117,6 @@ def least_labeled(scores: torch.Tensor, k: int, rng: np.random.Generator | None 
     return top_k(-scores, k, rng)
 
 
-def batch_maker(ctx: TrainContext, generator: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Pool rows -> a normalised batch with the trainer's augmentation (as the trainer makes them)."""
-    s = ctx.settings
-    normalize = Normalize(ctx.pool.mean, ctx.pool.std, ctx.device, use_channels_last(s.channels_last, ctx.device))
-
-    def make(rows: torch.Tensor) -> torch.Tensor:
-        xb = ctx.pool.train_x[rows]
-        if s.augment:
-            xb = random_crop_flip(xb, s.crop_padding, s.flip, generator)
-        return normalize(xb)
-
-    return make
-
-
 def image_shape(pool) -> tuple[int, int]:
     """(size, channels) of the pool's square images."""
     _, h, w, c = pool.train_x.shape
@@ -170,7 +155,7 @@ class VaalPlugin(TrainingPlugin):
         # a generator of our own (seeded from the loop's seeded global one) for the VAE's noise and the
         # fresh batches, so the trainer's generator gives the classifier the same batches as without them
         self.generator = torch.Generator(device=ctx.device).manual_seed(int(torch.randint(2 ** 62, ())))
-        self.make_batch = batch_maker(ctx, self.generator)
+        self.make_batch = ctx.batch_maker(self.generator)
         self.labeled_rows = torch.as_tensor(ctx.labeled, device=ctx.device)
         self.unlabeled_rows = torch.as_tensor(ctx.unlabeled, device=ctx.device)
 

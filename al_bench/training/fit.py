@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from al_bench import ConfigError
-from al_bench.data.augment import Normalize, random_crop_flip
+from al_bench.data.augment import Normalize
 from al_bench.data.pool import Pool
 from al_bench.models.base import ModelOutput
 from al_bench.training.device import autocast, autocast_dtype, use_channels_last
@@ -89,7 +89,6 @@ def fit(
     device = pool.train_x.device
     amp = autocast_dtype(settings.precision, device)
     channels_last = use_channels_last(settings.channels_last, device)
-    normalize = Normalize(pool.mean, pool.std, device, channels_last)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
 
@@ -118,11 +117,7 @@ def fit(
         labels[idx] = given  # a private copy: pseudo-labels never reach the pool's labels
     unlabeled = torch.as_tensor(ctx.unlabeled, device=device) if plugin.unlabeled_batch_size > 0 else None
 
-    def batch_of(rows: torch.Tensor) -> torch.Tensor:
-        xb = pool.train_x[rows]
-        if settings.augment:
-            xb = random_crop_flip(xb, settings.crop_padding, settings.flip, generator)
-        return normalize(xb)
+    batch_of = ctx.batch_maker(generator)
 
     n = idx.numel()
     bs = settings.batch_size

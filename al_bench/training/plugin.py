@@ -32,7 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from al_bench.data.augment import Normalize, random_crop_flip
 from al_bench.data.pool import Pool
+from al_bench.training.device import use_channels_last
 from al_bench.training.settings import TrainSettings
 
 
@@ -58,6 +60,20 @@ class TrainContext:
     cycle: int
     generator: torch.Generator  # the cycle's training generator (order, augmentation)
     predict: Callable[[np.ndarray], dict[str, torch.Tensor]]  # eval-mode pass over pool indices
+
+    def batch_maker(self, generator: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Pool rows -> a normalised batch with the trainer's augmentation drawn from `generator`: the
+        trainer's own recipe (fit makes its batches with it), for plugins' extra batches and views."""
+        s, x = self.settings, self.pool.train_x
+        normalize = Normalize(self.pool.mean, self.pool.std, x.device, use_channels_last(s.channels_last, x.device))
+
+        def make(rows: torch.Tensor) -> torch.Tensor:
+            xb = x[rows]
+            if s.augment:
+                xb = random_crop_flip(xb, s.crop_padding, s.flip, generator)
+            return normalize(xb)
+
+        return make
 
     @property
     def device(self) -> torch.device:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import torch
 
-from al_bench.data.augment import Normalize, random_crop_flip
-from al_bench.training.device import use_channels_last
 from al_bench.training.plugin import TrainContext
 
 
@@ -21,15 +19,9 @@ class ViewMaker:
     """Pool rows -> a normalised, augmented batch, as the trainer makes its batches."""
 
     def __init__(self, ctx: TrainContext):
-        s = ctx.settings
-        self.x, self.augment, self.pad, self.flip = ctx.pool.train_x, s.augment, s.crop_padding, s.flip
-        self.normalize = Normalize(ctx.pool.mean, ctx.pool.std, ctx.device,
-                                   use_channels_last(s.channels_last, ctx.device))
         # seeded from the loop's seeded global generator: reproducible, and independent of the trainer's
         self.generator = torch.Generator(device=ctx.device).manual_seed(int(torch.randint(2 ** 62, ())))
+        self.make = ctx.batch_maker(self.generator)
 
     def __call__(self, rows: torch.Tensor) -> torch.Tensor:
-        xb = self.x[rows]
-        if self.augment:
-            xb = random_crop_flip(xb, self.pad, self.flip, self.generator)
-        return self.normalize(xb)
+        return self.make(rows)
