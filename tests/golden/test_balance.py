@@ -127,17 +127,17 @@ def test_tau_is_annealed_from_the_accuracy():
 
 
 def test_shared_masks_equal_the_common_mc_dropout_pass():
-    """The one-product pass over a linear head gives consistent_mc_probs's probabilities (same masks)."""
-    from al_bench.strategies.balance import shared_mask_probs
-    from al_bench.strategies.common.mc_dropout import consistent_mc_probs
+    """The one-product pass over a linear head gives the probabilities of S head passes (same masks)."""
+    from al_bench.strategies.common.mc_dropout import consistent_mc_probs, per_mask_probs
 
     torch.manual_seed(0)
     emb = torch.randn(50, 16)
     model = SimpleNamespace(dropout=0.3, fc=torch.nn.Linear(16, 5))
     ctx = SimpleNamespace(model=model, predict=lambda idx: {"embedding": emb[idx]})
     idx = np.arange(50)
-    want = consistent_mc_probs(ctx, idx, 8, "balance", torch.Generator().manual_seed(3))
-    got = shared_mask_probs(ctx, idx, 8, "balance", torch.Generator().manual_seed(3), chunk=7)
+    masks = (torch.rand((8, 16), generator=torch.Generator().manual_seed(3)) >= 0.3).float() / 0.7
+    want = per_mask_probs(model.fc, emb, masks)  # the same draws consistent_mc_probs makes
+    got = consistent_mc_probs(ctx, idx, 8, "balance", torch.Generator().manual_seed(3), chunk=7)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
 
 
