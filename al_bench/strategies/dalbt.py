@@ -57,7 +57,7 @@ from al_bench import ConfigError
 from al_bench.schema import NonNegativeFloat, PositiveInt
 from al_bench.strategies.base import Strategy, top_k
 from al_bench.strategies.common.uncertainty import entropy
-from al_bench.strategies.common.views import ViewMaker
+from al_bench.strategies.common.views import view_maker
 from al_bench.training.plugin import OptimizerSpec, Step, TrainContext, TrainingPlugin
 
 PROJECTOR_RATIO = 4  # the code's projector width over its backbone's embedding width (8192 / 2048)
@@ -108,7 +108,7 @@ class BarlowTwinsPlugin(TrainingPlugin):
         if self.projector is None or not warm_start:
             self.projector = projector(model.embed_dim, self.layer_sizes(model.embed_dim)).to(ctx.device)
         self.unlabeled_batch_size = (self.requested_unlabeled or ctx.settings.batch_size) if len(ctx.unlabeled) else 0
-        self.views = ViewMaker(ctx)
+        self.views = view_maker(ctx)
 
     def layer_sizes(self, embed_dim: int) -> list[int]:
         # the code's 2048 -> 8192-8192-8192: three layers of 4 x the embedding width

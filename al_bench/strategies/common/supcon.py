@@ -24,7 +24,7 @@ from torch import nn
 
 from al_bench import ConfigError
 from al_bench.strategies.common.clustering import BLOCK
-from al_bench.strategies.common.views import ViewMaker
+from al_bench.strategies.common.views import view_maker
 from al_bench.training.plugin import OptimizerSpec, Step, TrainContext, TrainingPlugin
 
 
@@ -61,7 +61,7 @@ class SupConPlugin(TrainingPlugin):
     def setup(self, model: nn.Module, ctx: TrainContext, warm_start: bool) -> None:
         if self.head is None or not warm_start:
             self.head = projection_head(model.embed_dim, self.head_kind, self.feat_dim).to(ctx.device)
-        self.views = ViewMaker(ctx)
+        self.views = view_maker(ctx)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"projection_head": self.head} if self.head is not None else {}
