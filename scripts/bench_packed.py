@@ -9,6 +9,7 @@ R = 1.
 
     python scripts/bench_packed.py                          # R = 1 2 4 8 on the visible GPUs
     python scripts/bench_packed.py --runs 1 2 --epochs 1 --n-labeled 500 --width 16   # a CPU smoke run
+    python scripts/bench_packed.py --runs 1 --compile       # torch.compile (its compilation: the warm-up epoch)
 """
 
 from __future__ import annotations
@@ -50,20 +51,23 @@ def worker(job: int, args, barrier, results) -> None:
     gen = torch.Generator(device=device).manual_seed(job)
 
     def train(epochs: int) -> None:
-        settings = TrainSettings(epochs=epochs, milestones=[], progress=False)
+        settings = TrainSettings(epochs=epochs, milestones=[], progress=False, compile=args.compile,
+                                 precision=args.precision)
         plugin = LearningLoss().train_plugin()
         plugin.setup(model, train_context(model, pool, labeled, settings, 0, gen, plugin), warm_start=False)
         fit(model, pool, labeled, settings, gen, plugin)
 
-    train(1)  # warm-up: cuDNN autotuning, allocator, kernels
+    warm = time.perf_counter()
+    train(1)  # warm-up: cuDNN autotuning, allocator, kernels (and torch.compile's compilation)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    warm = time.perf_counter() - warm
     barrier.wait()
     start = time.perf_counter()
     train(args.epochs)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    results.put((job, str(device), start, time.perf_counter(), args.epochs * args.n_labeled))
+    results.put((job, str(device), start, time.perf_counter(), args.epochs * args.n_labeled, warm))
 
 
 def measure(r: int, args) -> dict:
@@ -80,7 +84,7 @@ def measure(r: int, args) -> dict:
     wall = max(row[3] for row in rows) - min(row[2] for row in rows)
     images = sum(row[4] for row in rows)
     return {"runs": r, "devices": sorted({row[1] for row in rows}), "img_s": images / wall,
-            "per_run": [row[4] / (row[3] - row[2]) for row in sorted(rows)]}
+            "per_run": [row[4] / (row[3] - row[2]) for row in sorted(rows)], "warm_s": max(row[5] for row in rows)}
 
 
 def main(argv=None) -> int:
@@ -90,16 +94,21 @@ def main(argv=None) -> int:
     p.add_argument("--n-labeled", type=int, default=10000, help="images per run (the paper's last cycle: 10,000)")
     p.add_argument("--width", type=int, default=64, help="ResNet-18 first-stage channels (paper: 64)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="trainer.precision (auto: bf16 on CUDA)")
+    p.add_argument("--compile", action="store_true", help="trainer.compile: torch.compile the backbone")
     args = p.parse_args(argv)
     n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    print(f"devices: {n_gpus} GPU(s)" + (f" ({torch.cuda.get_device_name(0)})" if n_gpus else ", CPU only"), flush=True)
+    print(f"devices: {n_gpus} GPU(s)" + (f" ({torch.cuda.get_device_name(0)})" if n_gpus else ", CPU only")
+          + f"; precision {args.precision}, compile {args.compile}, {args.n_labeled} images x {args.epochs} epochs",
+          flush=True)
     base = None
     for r in args.runs:
         row = measure(r, args)
         base = base or row["img_s"]
         per_run = ", ".join(f"{v:.0f}" for v in row["per_run"])
         print(f"R={r}: {row['img_s']:.0f} img/s together ({row['img_s'] / base:.2f}x R=1) on {row['devices']}; "
-              f"per run {per_run}", flush=True)
+              f"per run {per_run}; warm-up epoch {row['warm_s']:.1f} s", flush=True)
     return 0
 
 
