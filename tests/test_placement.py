@@ -4,6 +4,7 @@
 import pytest
 import torch
 
+from al_bench import ConfigError
 from al_bench.training import device as device_mod
 from al_bench.training.device import gpu_for_job, resolve_device
 
@@ -37,6 +38,17 @@ def test_an_explicit_device_is_not_moved(fake_gpus):
     fake_gpus(4)
     assert resolve_device("cuda:3", 1) == torch.device("cuda", 3)
     assert resolve_device("cpu", 1) == torch.device("cpu")
+
+
+def test_cuda_without_an_index_is_the_current_gpu_and_a_missing_gpu_is_a_clear_error(fake_gpus):
+    fake_gpus(2, current=1)
+    assert resolve_device("cuda") == torch.device("cuda", 1)  # indexed: torch.cuda.set_device needs one
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ConfigError, match=r"trainer.device=cuda:2 but this machine has 2 GPU\(s\)"):
+        resolve_device("cuda:2")
+    fake_gpus(0)
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        resolve_device("cuda")
 
 
 def test_the_cli_passes_each_sweep_job_its_index(tmp_path, monkeypatch, capsys):

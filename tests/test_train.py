@@ -62,6 +62,12 @@ def test_precision_and_memory_format_choices(monkeypatch):
     assert resolved_knobs(TrainSettings(precision="fp16", channels_last=False), CPU) == \
         {"precision": "fp16", "channels_last": False}
     assert use_channels_last("auto", CPU) is True and use_channels_last(False, CPU) is False
+    cuda = torch.device("cuda", 0)
+    for capability, want in [((9, 0), None), ((8, 0), None), ((7, 5), torch.float16), ((7, 0), torch.float16)]:
+        # Ampere and newer: fp32 on TF32 tensor cores (faster than bf16 autocast on an H200); older: fp16
+        monkeypatch.setattr(device_mod.torch.cuda, "get_device_capability", lambda d, c=capability: c)
+        assert autocast_dtype("auto", cuda) is want
+    assert autocast_dtype("bf16", cuda) is torch.bfloat16
     with pytest.raises(ConfigError, match="precision"):
         autocast_dtype("half", CPU)
     with pytest.raises(ConfigError, match="channels_last"):
