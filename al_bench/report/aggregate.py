@@ -83,7 +83,9 @@ def label_rows(setting: pd.DataFrame, knob_columns: Sequence[str]) -> pd.DataFra
     keys = pd.Series(None, index=setting.index, dtype=object)
     for strategy, runs in setting.groupby("strategy"):
         shown = [k for k in knob_columns if varies(runs if k.startswith(CELL_PREFIXES) else setting, k)]
-        for index, values in zip(runs.index, runs[shown].itertuples(index=False, name=None)):
+        # one tuple per run, () when no knob is shown (pandas 2's itertuples yields no rows without columns)
+        rows = runs[shown].itertuples(index=False, name=None) if shown else [()] * len(runs)
+        for index, values in zip(runs.index, rows):
             parts = [f"{short_knob_name(k)}={format_knob(v)}" for k, v in zip(shown, values) if not pd.isna(v)]
             labels[index] = f"{strategy} ({', '.join(parts)})" if parts else str(strategy)
             keys[index] = (strategy_rank(str(strategy)), tuple(value_rank(v) for v in values))
