@@ -71,7 +71,8 @@ def ctx_for(model, pool) -> SelectionContext:
     from al_bench.training import predict
 
     def predictor(indices, mc_samples=0):
-        return predict(model, pool.train_x[torch.as_tensor(indices)], pool.mean, pool.std)
+        # fp32 as the authors ran (precision "auto" would be bf16 on CPUs with AMX-BF16)
+        return predict(model, pool.train_x[torch.as_tensor(indices)], pool.mean, pool.std, precision="fp32")
 
     return SelectionContext(model=model, pool=pool, labeled=np.zeros(0, dtype=np.int64),
                             rng=np.random.default_rng(0), device=torch.device("cpu"), predictor=predictor)

@@ -103,16 +103,22 @@ def trained():
         torch.set_num_threads(threads)
 
 
+# Pinned on an AMD EPYC (AVX2) with torch 2.14.1, where ours and the authors' agree to 1e-6. On an
+# Intel CPU with AVX-512/AMX and torch 2.11 (the H200 machine, 2026-11-30) float32 rounding, amplified
+# by Adam's first steps, moved the discriminator's outputs by up to 3e-4: ATOL leaves 3x that.
+ATOL = 1e-3
+
+
 def test_vae_and_discriminator_training_equals_the_authors_train_vaal(trained):
     seen, _ = trained
     assert len(seen) == len(TRAIN_DSC)
     for got, want in zip(seen, TRAIN_DSC):
-        assert torch.allclose(got, torch.tensor(want), atol=1e-6), (got.tolist(), want)
+        assert torch.allclose(got, torch.tensor(want), atol=ATOL), (got.tolist(), want)
 
 
 def test_scores_and_order_equal_the_authors_query_samples(trained):
     _, scores = trained
-    assert torch.allclose(scores, torch.tensor(SCORES), atol=1e-6), scores.tolist()
+    assert torch.allclose(scores, torch.tensor(SCORES), atol=ATOL), scores.tolist()
     assert np.argsort(-scores.numpy(), kind="stable").tolist() == ARG
     # the picks: the lowest scores, i.e. the end of the authors' order
     assert least_labeled(scores, 3).tolist() == ARG[::-1][:3] == [2, 1, 9]

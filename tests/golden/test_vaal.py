@@ -97,10 +97,17 @@ def _train():
     return x, vae, disc, rec, totals, dsc
 
 
+# Pinned on an AMD EPYC (AVX2) with torch 2.14.1, where ours and the authors' agree to 1e-7. On an
+# Intel CPU with AVX-512/AMX and torch 2.11 (the H200 machine, 2026-11-30) float32 rounding in the
+# training steps moved the losses by up to 2e-6 relative and the scores by up to 1.2e-5: the
+# tolerances below leave 5-8x that; a removed term moves them by far more.
+LOSS_RTOL, SCORE_ATOL = 1e-5, 1e-4
+
+
 def test_vae_and_discriminator_losses_equal_the_authors_solver(trained):
     _, _, _, rec, totals, dsc = trained
-    assert np.allclose(rec["vae_loss"], VAE_LOSS, rtol=1e-6, atol=0), rec["vae_loss"]
-    assert np.allclose(rec["bce"], BCE, rtol=1e-6, atol=0), rec["bce"]
+    assert np.allclose(rec["vae_loss"], VAE_LOSS, rtol=LOSS_RTOL, atol=0), rec["vae_loss"]
+    assert np.allclose(rec["bce"], BCE, rtol=LOSS_RTOL, atol=0), rec["bce"]
     # total = labeled VAE loss + unlabeled VAE loss + adversary_param x (BCE(D(mu_l), 1) + BCE(D(mu_u), 1))
     assert float(totals[1]) == pytest.approx(VAE_LOSS[2] + VAE_LOSS[3] + BCE[2] + BCE[3], rel=1e-5)
     assert float(dsc) == pytest.approx(BCE[4] + BCE[5], rel=1e-5)
@@ -110,10 +117,10 @@ def test_scores_and_picks_equal_the_authors_sampler(trained):
     x, vae, disc, *_ = trained
     cand = x[8:20]
     running = discriminator_scores(vae, disc, cand, 6, "running")
-    assert torch.allclose(running, torch.tensor(EVAL_SCORES), atol=1e-6), running.tolist()
+    assert torch.allclose(running, torch.tensor(EVAL_SCORES), atol=SCORE_ATOL), running.tolist()
     before = {k: v.clone() for k, v in vae.state_dict().items()}
     batch = discriminator_scores(vae, disc, cand, 6, "batch")
-    assert torch.allclose(batch, torch.tensor(BATCH_SCORES), atol=1e-6), batch.tolist()
+    assert torch.allclose(batch, torch.tensor(BATCH_SCORES), atol=SCORE_ATOL), batch.tolist()
     # scoring leaves the VAE's running statistics and mode as they were
     assert all(torch.equal(before[k], v) for k, v in vae.state_dict().items()) and vae.training
     picks = (8 + least_labeled(batch, 4)).tolist()
