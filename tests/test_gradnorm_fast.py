@@ -181,3 +181,22 @@ def test_auto_uses_the_layers_engine_on_cpu(monkeypatch):
     monkeypatch.setattr(G, "full_gradnorm", no_loop)
     got = G.Gradnorm(engine="auto").scores(ctx_for(model, pool), np.arange(10))
     assert np.allclose(got.numpy(), want.numpy(), rtol=RTOL, atol=0)
+
+
+def test_batch_size_null_is_128_for_layers_and_32_for_the_loop(monkeypatch):
+    pool = pool_of(300, 4, 2)
+    model = calibrate(SmallCNN(5, in_channels=3, width=4), pool, 1)
+    seen = []
+    for name in ("layer_gradnorm", "full_gradnorm"):
+        real = getattr(G, name)
+
+        def spy(model, x, *args, real=real, name=name):
+            seen.append((name, len(x)))
+            return torch.zeros(len(x), dtype=torch.float64) if name == "full_gradnorm" else real(model, x, *args)
+
+        monkeypatch.setattr(G, name, spy)
+    G.Gradnorm().scores(ctx_for(model, pool), np.arange(300))
+    assert seen == [("layer_gradnorm", 128), ("layer_gradnorm", 128), ("layer_gradnorm", 44)]
+    seen.clear()
+    G.Gradnorm(engine="loop").scores(ctx_for(model, pool), np.arange(300))
+    assert seen == [("full_gradnorm", 32)] * 9 + [("full_gradnorm", 12)]

@@ -26,7 +26,8 @@ logits), at most max_iter iterations; the images go through in a stream of `batc
 its rounding: every later iteration would repeat it, so the loop's result is already reached), and
 the next candidates take its place. On the bench's inputs the images take ~2.7 iterations on average
 against max_iter = 50 for a whole batch before, when one image that never flips (6 % of them, with
-overshoot 0) kept its batch iterating: 10k candidates in ~6-10 s on one CPU thread against > 90 s.
+overshoot 0) kept its batch iterating: 10k candidates in 9.7 s of CPU time on one thread; 2,048
+in 2.0 s against 42 s in the same run.
 Norms equal the image-by-image loop's to ~1e-7 relative (fp32 batches); with overshoot 0 an image
 ends on the boundary, where rounding decides its flipped flag (used only by `unflipped: last`).
 Memory O(batch_size x image) activations and gradients (times C) plus O(N) scores.

@@ -22,7 +22,7 @@ Named options:
 
 Cost: scope all: per candidate, the gradient of its own loss with respect to every parameter.
 `engine: layers` gets every candidate's gradient norm from one batched forward and backward of
-`batch_size` candidates (eval mode: samples independent): the gradient of the batch's summed loss
+`batch_size` (null: 128) candidates (eval mode: samples independent): the gradient of the batch's summed loss
 with respect to a layer's output holds each sample's own output gradient g, and a layer's
 per-sample weight gradient sum_t g_t a_t^T (a its input; unfolded for a convolution) has the squared
 norm ||.||_F^2, computed as the fp32 per-sample (O, I) products or, where cheaper (small feature
@@ -34,11 +34,12 @@ other model raises its Unsupported. Scores equal the loop's to ~1e-6 relative in
 itself is that far from an fp64 evaluation; up to ~1e-5 on VGG16) and to 1e-12 in fp64; a sample
 with a pre-activation within rounding of a ReLU's kink can differ more (1 in 10,000 on the bench's
 inputs, by 3e-3, as much as the loop differs from fp64 there); picks identical on the bench at 10k.
-`engine: vmap` computes per-sample gradients (torch.func), memory O(batch_size x parameters);
+`engine: vmap` computes per-sample gradients (torch.func) of `batch_size` (null: 32) candidates at
+once, memory O(batch_size x parameters);
 `loop` one backward per candidate, memory O(parameters). `auto` (default): on CPUs the layers engine
-where the model allows it, else the loop (measured on 2 CPU threads: the bench's 10k candidates
-in 1.3 s against 11 s for the loop, which is 1.3-1.5x faster than vmap there); on CUDA vmap (the
-layers engine is not measured on GPUs: `engine: layers` asks for it).
+where the model allows it, else the loop (measured on one CPU thread, the bench's 10k candidates:
+0.95 s against 13.0 s for the loop in the same run; the loop is 1.3-1.5x faster than vmap there);
+on CUDA vmap (the layers engine is not measured on GPUs: `engine: layers` asks for it).
 scope last_layer: time and memory O(N (C + D)) on top of the prediction pass.
 
 References: arXiv:2112.05683
@@ -267,15 +268,16 @@ class Gradnorm(Strategy):
     """The candidates whose loss gradient is largest."""
 
     def __init__(self, mode: str = "entropy", scope: str = "all", reduction: str = "sum", bias: bool = True,
-                 batch_size: int = 32, engine: str = "auto"):
+                 batch_size: int | None = None, engine: str = "auto"):
         if mode not in MODES or scope not in SCOPES or reduction not in REDUCTIONS or engine not in ENGINES:
             raise ConfigError(f"strategy.mode must be one of {MODES}, scope one of {SCOPES}, reduction one of "
                               f"{REDUCTIONS}, engine one of {ENGINES}; got {mode!r}, {scope!r}, {reduction!r}, "
                               f"{engine!r}")
-        if int(batch_size) < 1:
-            raise ConfigError(f"strategy.batch_size must be >= 1, got {batch_size}")
+        if batch_size is not None and int(batch_size) < 1:
+            raise ConfigError(f"strategy.batch_size must be >= 1 or null, got {batch_size}")
         self.mode, self.scope, self.reduction = mode, scope, reduction
-        self.bias, self.batch_size, self.engine = bool(bias), int(batch_size), engine
+        self.bias, self.engine = bool(bias), engine
+        self.batch_size = None if batch_size is None else int(batch_size)
 
     def scores(self, ctx: SelectionContext, candidates: np.ndarray) -> torch.Tensor:
         if self.scope == "last_layer":
@@ -293,10 +295,14 @@ class Gradnorm(Strategy):
         # ~8x faster than the loop, itself 1.3-1.5x faster than vmap there), else the loop
         engine = "vmap" if self.engine == "auto" and ctx.device.type == "cuda" else self.engine
         fallback = "loop"
+        # null: 32 for vmap (memory ~ batch x parameters); 128 for layers, whose cost is per batch more than
+        # per candidate on small models (and per parallel region on a busy CPU: 32 is 1.3x slower on one
+        # quiet thread, up to 10x on two loaded ones, at the bench's 10k)
+        batch = self.batch_size or (32 if engine in ("vmap", "loop") else 128)
         out = []
         try:
-            for start in range(0, len(candidates), self.batch_size):
-                x = normalize(ctx.pool.train_x[idx[start:start + self.batch_size]])
+            for start in range(0, len(candidates), batch):
+                x = normalize(ctx.pool.train_x[idx[start:start + batch]])
                 if engine in ("auto", "layers"):
                     try:
                         out.append(layer_gradnorm(model, x, self.mode, self.reduction).cpu())
