@@ -19,8 +19,18 @@ the normalisation part of the differentiated model), DeepFool's own `overshoot: 
 The paper also adds the adversarial images with the same label to the training set, which the
 loop's interface (indices only) leaves out.
 
-Cost: time O(max_iter C) forward + backward passes over the N candidates, in batches of
-`batch_size`; memory O(batch_size x image) activations and gradients plus O(N) scores.
+Cost: per image and iteration one forward and C backward passes (the input gradients of the C
+logits), at most max_iter iterations; the images go through in a stream of `batch_size` in flight
+(eval mode: images independent): an image leaves when it flips, when it has taken max_iter steps
+(after the final check) or when a step leaves its perturbation unchanged (a zero step, or one below
+its rounding: every later iteration would repeat it, so the loop's result is already reached), and
+the next candidates take its place. On the bench's inputs the images take ~2.7 iterations on average
+against max_iter = 50 for a whole batch before, when one image that never flips (6 % of them, with
+overshoot 0) kept its batch iterating: 10k candidates in 9.7 s of CPU time on one thread; 2,048
+in 2.0 s against 42 s in the same run.
+Norms equal the image-by-image loop's to ~1e-7 relative (fp32 batches); with overshoot 0 an image
+ends on the boundary, where rounding decides its flipped flag (used only by `unflipped: last`).
+Memory O(batch_size x image) activations and gradients (times C) plus O(N) scores.
 
 References: arXiv:1802.09841, arXiv:1511.04599
 """
@@ -35,22 +45,55 @@ from al_bench.data.augment import Normalize
 from al_bench.strategies.base import SelectionContext, Strategy
 
 
-def deepfool_norms(model, x: torch.Tensor, to_input=lambda z: z, max_iter: int = 50, overshoot: float = 0.0,
-                   eps: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(perturbation L2 norm, flipped?) per image of the batch x, perturbed where it is given
-    (to_input maps it to the model's input); images are independent (the model in eval mode)."""
-    x0 = x.detach().float()
-    r_tot = torch.zeros_like(x0)
-    with torch.no_grad():
-        label = model(to_input(x0)).logits.argmax(1)
-    active = torch.ones(x0.shape[0], dtype=torch.bool, device=x0.device)
-    rows = torch.arange(x0.shape[0], device=x0.device)
-    for _ in range(max_iter):
+def deepfool_stream(model, n: int, load, to_input=lambda z: z, max_iter: int = 50, overshoot: float = 0.0,
+                    eps: float = 0.0, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """(perturbation L2 norm, flipped?) of images 0..n-1, `load(i, j)` giving images i..j-1 as floats in
+    the space where they are perturbed (to_input maps them to the model's input); at most `batch_size`
+    images in flight. The model in eval mode: images are independent, so each leaves the batch when it
+    is done (flipped, `max_iter` steps taken, or at a fixed point) and the next candidates take its place."""
+    device = None
+    norms = torch.zeros(n, dtype=torch.float64)
+    flipped = torch.zeros(n, dtype=torch.bool)
+    # the images in flight: candidate index, start point, accumulated r, label (-1: not yet known), steps
+    idx = torch.zeros(0, dtype=torch.long)
+    x0 = r_tot = label = done = None
+    nxt = 0
+
+    def finish(rows: torch.Tensor, flip: torch.Tensor) -> None:
+        at = idx[rows].cpu()
+        norms[at] = ((1 + overshoot) * r_tot[rows]).flatten(1).norm(dim=1).double().cpu()
+        flipped[at] = flip.cpu()
+
+    while True:
+        if len(idx) < batch_size and nxt < n:  # top up the batch with the next candidates
+            add = load(nxt, min(n, nxt + batch_size - len(idx))).detach().float()
+            device = add.device
+            new = torch.arange(nxt, nxt + len(add))
+            nxt += len(add)
+            if x0 is None:
+                x0, r_tot = add, torch.zeros_like(add)
+                label = torch.full((len(add),), -1, dtype=torch.long, device=device)
+                done = torch.zeros(len(add), dtype=torch.long, device=device)
+                idx = new
+            else:
+                x0, r_tot = torch.cat([x0, add]), torch.cat([r_tot, torch.zeros_like(add)])
+                label = torch.cat([label, torch.full((len(add),), -1, dtype=torch.long, device=device)])
+                done = torch.cat([done, torch.zeros(len(add), dtype=torch.long, device=device)])
+                idx = torch.cat([idx, new])
+        if len(idx) == 0:
+            break
         xi = (x0 + (1 + overshoot) * r_tot).requires_grad_(True)
         logits = model(to_input(xi)).logits.float()
-        active &= logits.argmax(1) == label
-        if not active.any():
-            break
+        pred = logits.argmax(1)
+        label = torch.where(label < 0, pred, label)  # a new image: its label is the clean prediction
+        keep = (pred == label) & (done < max_iter)
+        if not bool(keep.all()):  # flipped, or max_iter steps taken (the last check): done
+            finish(~keep, pred[~keep] != label[~keep])
+            keep_cpu = keep.cpu()
+            idx, x0, r_tot, label, done = idx[keep_cpu], x0[keep], r_tot[keep], label[keep], done[keep]
+            continue  # the forward again on the images still in flight (and new ones)
+        rows = torch.arange(len(idx), device=device)
+        # C plain backward passes: on CPU faster than one batched over C (vmap 1.3x, jacrev 1.5x slower)
         grads = torch.stack([torch.autograd.grad(logits[:, j].sum(), xi, retain_graph=j + 1 < logits.shape[1])[0]
                              for j in range(logits.shape[1])], 1)  # (B, C, *x.shape[1:])
         w = (grads - grads[rows, label][:, None]).flatten(2)  # (B, C, P)
@@ -60,10 +103,23 @@ def deepfool_norms(model, x: torch.Tensor, to_input=lambda z: z, max_iter: int =
         ratio[rows, label] = float("inf")
         near = ratio.argmin(1)  # first of equal minima, as the authors' strict "<" over classes in order
         step = ((f[rows, near].abs() + eps) / wn[rows, near] ** 2)[:, None] * w[rows, near]
-        r_tot = r_tot + torch.where(active[:, None], step, 0.0).view_as(r_tot)
-    with torch.no_grad():
-        flipped = model(to_input(x0 + (1 + overshoot) * r_tot)).logits.argmax(1) != label
-    return ((1 + overshoot) * r_tot).flatten(1).norm(dim=1), flipped
+        r_new = r_tot + step.view_as(r_tot)
+        done += 1
+        # r unchanged (a zero step, or one below r's rounding): every later iteration repeats this one
+        moved = (r_new != r_tot).flatten(1).any(1)
+        r_tot = r_new.detach()
+        if not bool(moved.all()):
+            finish(~moved, torch.zeros(int((~moved).sum()), dtype=torch.bool))
+            moved_cpu = moved.cpu()
+            idx, x0, r_tot, label, done = idx[moved_cpu], x0[moved], r_tot[moved], label[moved], done[moved]
+    return norms, flipped
+
+
+def deepfool_norms(model, x: torch.Tensor, to_input=lambda z: z, max_iter: int = 50, overshoot: float = 0.0,
+                   eps: float = 0.0, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """(perturbation L2 norm, flipped?) per image of x, perturbed where it is given (to_input maps it
+    to the model's input); images are independent (the model in eval mode)."""
+    return deepfool_stream(model, len(x), lambda i, j: x[i:j], to_input, max_iter, overshoot, eps, batch_size)
 
 
 class Dfal(Strategy):
@@ -86,22 +142,21 @@ class Dfal(Strategy):
         was_training = model.training
         model.eval()
         normalize = Normalize(ctx.pool.mean, ctx.pool.std, ctx.device, channels_last=False)
-        norms, flipped = [], []
         idx = torch.as_tensor(candidates, device=ctx.device)
+        if self.space == "normalized":
+            def load(i, j):
+                return normalize(ctx.pool.train_x[idx[i:j]])
+            to_input = lambda z: z  # noqa: E731
+        else:  # pixels in [0, 1]: the uint8 scale of Normalize folded into x
+            def load(i, j):
+                return ctx.pool.train_x[idx[i:j]].float() / 255.0
+            to_input = lambda z: normalize(z * 255.0)  # noqa: E731
         try:
-            for start in range(0, len(candidates), self.batch_size):
-                x = ctx.pool.train_x[idx[start:start + self.batch_size]]
-                if self.space == "normalized":
-                    n, f = deepfool_norms(model, normalize(x), max_iter=self.max_iter, overshoot=self.overshoot,
-                                          eps=self.eps)
-                else:  # pixels in [0, 1]: the uint8 scale of Normalize folded into x
-                    n, f = deepfool_norms(model, x.float() / 255.0, lambda z: normalize(z * 255.0), self.max_iter,
-                                          self.overshoot, self.eps)
-                norms.append(n.detach().double().cpu())
-                flipped.append(f.cpu())
+            norms, flipped = deepfool_stream(model, len(candidates), load, to_input, self.max_iter, self.overshoot,
+                                             self.eps, self.batch_size)
         finally:
             model.train(was_training)
-        return torch.cat(norms).numpy(), torch.cat(flipped).numpy()
+        return norms.numpy(), flipped.numpy()
 
     def select(self, ctx: SelectionContext, candidates: np.ndarray, k: int) -> np.ndarray:
         norms, flipped = self.norms(ctx, candidates)
