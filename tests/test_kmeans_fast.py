@@ -1,0 +1,136 @@
+"""The screened k-means++ seeding (rank-p lower bounds, exact recomputation of the rows they cannot rule
+out), the float32 labelling of Lloyd's passes (float64 for the rows float32 cannot decide) and the
+restart comparison on bounded sums give the same centres and labels, bit for bit, as the straightforward
+computation written out below (numpy's rng.choice, every distance of every row in one N x k matrix)."""
+
+import numpy as np
+import pytest
+import torch
+
+from al_bench.strategies.common import clustering
+from al_bench.strategies.common.clustering import _draw, kmeans, kmeans_pp
+
+
+def full_sq_dists(x, c):
+    return ((x * x).sum(1, keepdim=True) + (c * c).sum(1)[None] - 2.0 * x @ c.T).clamp_min(0.0)
+
+
+def plain_kmeans_pp(x, k, rng):
+    n = x.shape[0]
+    idx = [int(rng.integers(n))]
+    dist = full_sq_dists(x, x[idx[0]][None])[:, 0]
+    for _ in range(k - 1):
+        w = dist.numpy()
+        i = int(rng.choice(n, p=w / w.sum())) if w.sum() > 0 else int(rng.integers(n))
+        idx.append(i)
+        dist = torch.minimum(dist, full_sq_dists(x, x[i][None])[:, 0])
+    return x[idx].clone()
+
+
+def plain_kmeans(x, k, rng, n_init, max_iter, tol):
+    best = None
+    for _ in range(n_init):
+        centres = plain_kmeans_pp(x, k, rng)
+        for _ in range(max_iter):
+            labels = full_sq_dists(x, centres).min(dim=1).indices
+            sums = torch.zeros_like(centres).index_add_(0, labels, x)
+            counts = torch.bincount(labels, minlength=k).to(x.dtype)
+            new = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
+            shift = (new - centres).pow(2).sum()
+            centres = new
+            if shift <= tol * x.var(dim=0).sum().clamp_min(1e-30):
+                break
+        d, labels = full_sq_dists(x, centres).min(dim=1)
+        if best is None or float(d.sum()) < best[0]:
+            best = (float(d.sum()), centres, labels)
+    return best[1], best[2]
+
+
+def embeddings(n, d, groups, seed):
+    """Post-ReLU class-clustered rows, as penultimate embeddings are."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.relu(torch.randn(groups, d, generator=g, dtype=torch.float64))
+    x = means[torch.randint(0, groups, (n,), generator=g)] + 0.5 * torch.randn(n, d, generator=g, dtype=torch.float64)
+    return torch.relu(x).float().double()  # float32 values, as the strategies' embeddings
+
+
+@pytest.fixture
+def fast_from_small(monkeypatch):
+    """The fast paths from small sizes on (they start at k = 32, D = 128, N = 1024 and N k D = 2^24)."""
+    monkeypatch.setattr(clustering, "SEED_MIN", (2, 8, 16))
+    monkeypatch.setattr(clustering, "SEED_RANK", 8)
+    monkeypatch.setattr(clustering, "LLOYD_MIN_WORK", 0)
+
+
+def test_draw_is_numpys_choice():
+    w = np.random.default_rng(0).random(997) ** 6
+    w[::5] = 0.0
+    a, b = np.random.default_rng(4), np.random.default_rng(4)
+    scratch = (np.empty(len(w)), np.empty(len(w)))
+    for _ in range(3000):
+        i = _draw(a, torch.from_numpy(w), scratch)
+        assert i == int(b.choice(len(w), p=w / w.sum()))
+        w[i] *= 0.3
+    assert _draw(a, torch.zeros(5, dtype=torch.float64), scratch) == int(b.integers(5))  # all zero: uniform
+    assert a.random() == b.random()
+
+
+@pytest.mark.parametrize("n", [1203, 1200])  # the last N % 4 rows go through another gemv kernel
+def test_screened_seeding_draws_the_same_centres(fast_from_small, n):
+    x = embeddings(n, 48, 12, n)
+    x = torch.cat([x, x[:40]])  # duplicate rows: zero distances, ties
+    for seed in range(3):
+        screen = clustering._seed_screen(x, (x * x).sum(1), 150)
+        assert screen is not None
+        fast = kmeans_pp(x, 150, np.random.default_rng(seed), screen=screen)
+        assert torch.equal(fast, plain_kmeans_pp(x, 150, np.random.default_rng(seed)))
+
+
+def test_screen_rules_out_most_rows(fast_from_small):
+    """The screen must do its job: late in the seeding most rows are ruled out, none wrongly."""
+    x = embeddings(2000, 64, 10, 5)
+    x_sq = (x * x).sum(1)
+    screen = clustering._seed_screen(x, x_sq, 200)
+    centres = kmeans_pp(x, 200, np.random.default_rng(0), screen=False)
+    dist = full_sq_dists(x, centres[:-1]).min(dim=1).values
+    screen.dist.copy_(dist)
+    i = int(torch.nonzero((x == centres[-1]).all(1))[0])
+    rows = screen.rows(i, dist)
+    lowered = torch.nonzero(full_sq_dists(x, x[i][None])[:, 0] < dist).squeeze(1)
+    assert bool(torch.isin(lowered, rows).all()) and rows.numel() < 0.5 * len(x)
+
+
+def test_float32_labels_and_restarts_equal_full_passes(fast_from_small):
+    x = embeddings(900, 40, 15, 1)
+    for seed in range(2):
+        fast = kmeans(x, 60, np.random.default_rng(seed), n_init=3, max_iter=300, tol=1e-9)
+        plain = plain_kmeans(x, 60, np.random.default_rng(seed), 3, 300, 1e-9)
+        assert torch.equal(fast[1], plain[1]) and torch.equal(fast[0], plain[0])
+
+
+def test_near_ties_go_to_float64(fast_from_small):
+    """Centres 1e-9 apart: float32 cannot tell them apart, float64 can; rows given twice, so restarts
+    that end in the same clustering tie exactly and the first one is kept, as with full passes."""
+    base = embeddings(300, 24, 6, 2)
+    init = torch.cat([base[:20], base[:20] + 1e-9])
+    x = torch.cat([base, base])
+    fast = kmeans(x, 40, np.random.default_rng(0), max_iter=5, tol=0.0, init=init)
+    ref = plain_kmeans_init(x, init, 5)
+    assert torch.equal(fast[1], ref[1]) and torch.equal(fast[0], ref[0])
+    a = kmeans(x, 12, np.random.default_rng(3), n_init=4, max_iter=300, tol=0.0)
+    b = plain_kmeans(x, 12, np.random.default_rng(3), 4, 300, 0.0)
+    assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
+
+
+def plain_kmeans_init(x, init, max_iter):
+    centres, k = init.clone(), init.shape[0]
+    for _ in range(max_iter):
+        labels = full_sq_dists(x, centres).min(dim=1).indices
+        counts = torch.bincount(labels, minlength=k).to(x.dtype)
+        new = torch.where(counts[:, None] > 0, torch.zeros_like(centres).index_add_(0, labels, x)
+                          / counts.clamp_min(1)[:, None], centres)
+        shift = (new - centres).pow(2).sum()
+        centres = new
+        if shift <= 0.0:
+            break
+    return centres, full_sq_dists(x, centres).min(dim=1).indices
