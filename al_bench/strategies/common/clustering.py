@@ -123,11 +123,43 @@ class _SeedScreen:
         self.dist = torch.empty(x.shape[0], dtype=torch.float32)
         self.buf = torch.empty_like(self.dist)
         self.mask = torch.empty(x.shape[0], dtype=torch.bool)
+        self.cap = max(64, x.shape[0] // 8)  # more screened rows than this: the whole pass is cheaper
+        self.gathered = torch.empty((self.cap + 3, x.shape[1]), dtype=x.dtype)
+        self.out = torch.empty(self.cap + 3, dtype=x.dtype)
 
-    def rows(self, i: int, dist: torch.Tensor) -> torch.Tensor:
+    def rows(self, i: int) -> torch.Tensor:
+        """Rows whose distance to x_i may be below their current distance (self.dist, in float32)."""
         torch.addmv(self.a, self.z, self.z[i], alpha=-2.0, out=self.buf).sub_(self.dist)
         torch.lt(self.buf, -float(self.a[i]), out=self.mask)
         return torch.nonzero(self.mask).squeeze(1)
+
+    def lower(self, x: torch.Tensor, x_sq: torch.Tensor, i: int, dist: torch.Tensor) -> None:
+        """dist = min(dist, the whole pass's distances to x_i), in place: the same numbers. The screened
+        rows' x.c come from torch.mv over them gathered in groups of 4 (MKL's gemv sums each row of a
+        4-row group as in the whole pass; the N % 4 last rows, which it sums otherwise, are recomputed
+        alone, always); past N / 8 screened rows, the whole pass."""
+        n = x.shape[0]
+        n4 = n - n % 4
+        rows = self.rows(i)
+        if rows.numel() > self.cap:
+            buf = torch.mv(x, x[i]).mul_(-2.0).add_(x_sq + x_sq[i]).clamp_min_(0.0)
+            torch.minimum(dist, buf, out=dist)
+            self.dist.copy_(dist)
+            return
+        rows = rows[rows < n4]
+        if rows.numel():
+            m = rows.numel()
+            padded = torch.cat([rows, rows[:1].expand(-m % 4)])
+            g, o = self.gathered[:padded.numel()], self.out[:padded.numel()]
+            torch.index_select(x, 0, padded, out=g)
+            torch.mv(g, x[i], out=o).mul_(-2.0).add_(x_sq[padded] + x_sq[i]).clamp_min_(0.0)
+            new = torch.minimum(dist[rows], o[:m])
+            dist[rows] = new
+            self.dist[rows] = new.float()
+        if n4 < n:
+            tail = torch.mv(x[n4:], x[i]).mul_(-2.0).add_(x_sq[n4:] + x_sq[i]).clamp_min_(0.0)
+            torch.minimum(dist[n4:], tail, out=dist[n4:])
+            self.dist[n4:] = dist[n4:]
 
 
 def _seed_screen(x: torch.Tensor, x_sq: torch.Tensor, k: int) -> _SeedScreen | None:
@@ -142,10 +174,8 @@ def kmeans_pp(x: torch.Tensor, k: int, rng: np.random.Generator, x_sq: torch.Ten
               screen: _SeedScreen | None | bool = True) -> torch.Tensor:
     """k-means++ seeding: the first centre uniformly, each next one with probability ~ D(x)^2.
     Each new centre's squared distances, (||x||^2 + ||c||^2) - 2 x.c with x.c from one matrix-vector
-    product (torch.mv), update the running minimum; on CPU in float64 (from SEED_MIN on) only for the
-    rows that _SeedScreen cannot rule out, whose x.c come from torch.mv over those rows gathered in
-    groups of 4 (MKL's gemv sums each row of a 4-row group as in the whole pass; the N % 4 last rows,
-    which it sums otherwise, are always recomputed alone): the same numbers as the whole pass.
+    product (torch.mv) into a reused buffer, update the running minimum; on CPU in float64 from
+    SEED_MIN on, only for the rows that _SeedScreen cannot rule out, with the same numbers.
     `screen`: a _SeedScreen built for x (kmeans() shares one between restarts), True to build one when
     it pays, None/False for the whole passes."""
     n = x.shape[0]
@@ -158,34 +188,14 @@ def kmeans_pp(x: torch.Tensor, k: int, rng: np.random.Generator, x_sq: torch.Ten
     scratch = (np.empty(n), np.empty(n))
     if screen:
         screen.dist.copy_(dist)
-        n4 = n - n % 4  # the rows MKL's gemv sums in groups of four
-        cap = max(64, n // 8)  # more candidate rows than this: the whole pass is cheaper
-        gathered = torch.empty((cap + 3, x.shape[1]), dtype=x.dtype)
-        out = torch.empty(cap + 3, dtype=x.dtype)
     for _ in range(k - 1):
         i = _draw(rng, dist, scratch)
         idx.append(i)
-        rows = screen.rows(i, dist) if screen else None
-        if rows is None or rows.numel() > cap:
+        if screen:
+            screen.lower(x, x_sq, i, dist)
+        else:
             torch.mv(x, x[i], out=buf).mul_(-2.0).add_(x_sq + x_sq[i]).clamp_min_(0.0)
             torch.minimum(dist, buf, out=dist)
-            if screen:
-                screen.dist.copy_(dist)
-            continue
-        rows = rows[rows < n4]
-        if rows.numel():
-            m = rows.numel()
-            padded = torch.cat([rows, rows[:1].expand(-m % 4)])
-            g, o = gathered[:padded.numel()], out[:padded.numel()]
-            torch.index_select(x, 0, padded, out=g)
-            torch.mv(g, x[i], out=o).mul_(-2.0).add_(x_sq[padded] + x_sq[i]).clamp_min_(0.0)
-            new = torch.minimum(dist[rows], o[:m])
-            dist[rows] = new
-            screen.dist[rows] = new.float()
-        if n4 < n:
-            tail = torch.mv(x[n4:], x[i]).mul_(-2.0).add_(x_sq[n4:] + x_sq[i]).clamp_min_(0.0)
-            torch.minimum(dist[n4:], tail, out=dist[n4:])
-            screen.dist[n4:] = dist[n4:]
     return x[idx].clone()
 
 
