@@ -89,15 +89,34 @@ def test_screened_seeding_draws_the_same_centres(fast_from_small, n):
 def test_screen_rules_out_most_rows(fast_from_small):
     """The screen must do its job: late in the seeding most rows are ruled out, none wrongly."""
     x = embeddings(2000, 64, 10, 5)
-    x_sq = (x * x).sum(1)
-    screen = clustering._seed_screen(x, x_sq, 200)
+    screen = clustering._seed_screen(x, (x * x).sum(1), 200)
     centres = kmeans_pp(x, 200, np.random.default_rng(0), screen=False)
     dist = full_sq_dists(x, centres[:-1]).min(dim=1).values
     screen.dist.copy_(dist)
     i = int(torch.nonzero((x == centres[-1]).all(1))[0])
-    rows = screen.rows(i, dist)
+    rows = screen.rows(i)
     lowered = torch.nonzero(full_sq_dists(x, x[i][None])[:, 0] < dist).squeeze(1)
     assert bool(torch.isin(lowered, rows).all()) and rows.numel() < 0.5 * len(x)
+
+
+@pytest.mark.parametrize("n", [1203, 1202, 1200])
+def test_lowering_equals_the_whole_pass_bit_for_bit(fast_from_small, n):
+    """Rows of rank 6 (the rank-8 bound is then as tight as rounding allows), some of them a hair (or
+    more) above their distance to x_i: exactly these are lowered, to the whole pass's number."""
+    g = torch.Generator().manual_seed(n)
+    x = (torch.randn(n, 6, generator=g, dtype=torch.float64) @ torch.randn(6, 64, generator=g, dtype=torch.float64))
+    x_sq = (x * x).sum(1)
+    screen = clustering._seed_screen(x, x_sq, 50)
+    for i in (0, 7, n - 1):
+        whole = torch.mv(x, x[i]).mul_(-2.0).add_(x_sq + x_sq[i]).clamp_min_(0.0)
+        near = torch.rand(n, generator=g) < 1 / 16  # fewer than N / 8 rows to lower: the screened path
+        near[-3:] = True
+        for above in (whole * 1e-7 + 1e-12, torch.rand(n, generator=g, dtype=torch.float64)):
+            dist = torch.where(near, whole + above, 0.5 * whole)
+            screen.dist.copy_(dist)
+            want = torch.minimum(dist, whole)
+            screen.lower(x, x_sq, i, dist)
+            assert torch.equal(dist, want)
 
 
 def test_float32_labels_and_restarts_equal_full_passes(fast_from_small):
@@ -134,3 +153,29 @@ def plain_kmeans_init(x, init, max_iter):
         if shift <= 0.0:
             break
     return centres, full_sq_dists(x, centres).min(dim=1).indices
+
+
+def test_restarts_too_close_to_call_use_the_float64_sums(fast_from_small, monkeypatch):
+    """Every restart made to look tied: the float64 pass's sums must pick the same restart as full passes."""
+    monkeypatch.setattr(clustering._Float32Labels, "inertia", lambda self, c, labels: (1.0, 1.0))
+    x = embeddings(700, 20, 12, 3)
+    for seed in range(3):
+        a = kmeans(x, 25, np.random.default_rng(seed), n_init=4, max_iter=300, tol=1e-9)
+        b = plain_kmeans(x, 25, np.random.default_rng(seed), 4, 300, 1e-9)
+        assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
+
+
+def test_float32_labels_of_rows_halfway_between_two_centres(fast_from_small):
+    """Rows within 1e-9 of the bisector of two centres: float32 cannot order the two, float64 can."""
+    g = torch.Generator().manual_seed(0)
+    c = torch.rand(8, 32, generator=g, dtype=torch.float64)
+    pair = torch.randint(0, 8, (600, 2), generator=g)
+    pair = pair[pair[:, 0] != pair[:, 1]]
+    t = 1e-9 * torch.randn(len(pair), 1, generator=g, dtype=torch.float64)
+    x = 0.5 * (c[pair[:, 0]] + c[pair[:, 1]]) + t * (c[pair[:, 1]] - c[pair[:, 0]])
+    x_sq, c_sq = (x * x).sum(1), (c * c).sum(1)
+    labels, d1, d2 = clustering._Float32Labels(x, x_sq, 8, 1 << 21)(c, c_sq, 1 << 21)
+    full = full_sq_dists(x, c)
+    assert torch.equal(labels, full.min(dim=1).indices)
+    top2 = full.topk(2, dim=1, largest=False).values
+    assert bool((d1 >= top2[:, 0]).all() and (d2 <= top2[:, 1]).all())  # Hamerly's bounds stay bounds
