@@ -179,3 +179,31 @@ def test_float32_labels_of_rows_halfway_between_two_centres(fast_from_small):
     assert torch.equal(labels, full.min(dim=1).indices)
     top2 = full.topk(2, dim=1, largest=False).values
     assert bool((d1 >= top2[:, 0]).all() and (d2 <= top2[:, 1]).all())  # Hamerly's bounds stay bounds
+
+
+def test_kept_labels_and_half_gaps_are_safe(fast_from_small):
+    """Rows of rank 6 (the screen's bound is as tight as rounding allows), each a hair nearer another
+    centre than the one it had: the screened pass must not keep the old one. Half gaps from float32
+    stay below the exact ones, also for centres 1e-9 apart."""
+    g = torch.Generator().manual_seed(1)
+    basis = torch.randn(6, 64, generator=g, dtype=torch.float64)
+    c = torch.rand(10, 6, generator=g, dtype=torch.float64) @ basis
+    pair = torch.randint(0, 10, (3000, 2), generator=g)
+    pair = pair[pair[:, 0] != pair[:, 1]]
+    t = 1e-8 * torch.rand(len(pair), 1, generator=g, dtype=torch.float64)  # towards the second centre
+    x = 0.5 * (c[pair[:, 0]] + c[pair[:, 1]]) + t * (c[pair[:, 1]] - c[pair[:, 0]])
+    x = torch.cat([x, c])  # the centres' own rows, far from any bisector: these keep their label
+    x_sq, c_sq = (x * x).sum(1), (c * c).sum(1)
+    screen = clustering._seed_screen(x, x_sq, 10)
+    fast = clustering._Float32Labels(x, x_sq, 10, 1 << 21)
+    own = torch.cat([pair[:, 0], torch.arange(10)])
+    labels, d1, d2 = fast.keep(screen, c, c_sq, 1 << 21, None, own)
+    full = full_sq_dists(x, c)
+    assert torch.equal(labels, full.min(dim=1).indices)
+    top2 = full.topk(2, dim=1, largest=False).values
+    tol = 1e-12 * (x_sq + c_sq.max())  # the rounding of `full` itself
+    assert bool((d1 >= top2[:, 0] - tol).all() and (d2 <= top2[:, 1] + tol).all())
+    near = torch.cat([c, c[:3] + 1e-9])
+    gaps = 0.5 * (full_sq_dists(near, near) + torch.diag(torch.full((13,), float("inf")))).min(dim=1).values.sqrt()
+    fast = clustering._Float32Labels(x, x_sq, 13, 1 << 21)
+    assert bool((fast.half_gap(near, (near * near).sum(1)) <= gaps).all())

@@ -118,6 +118,7 @@ class _SeedScreen:
         rho2, eps = x_sq - z_sq, 1e-10 * x_sq
         lo, hi = (rho2 - eps).clamp_min_(0.0).sqrt_(), (rho2 + eps).clamp_min_(0.0).sqrt_()
         slack = 8 * (rank + 16) * U32 * float(x_sq.max())
+        self.v, self.slack, self.x_sq_max = v, slack, float(x_sq.max())
         self.z = torch.cat([z, hi[:, None]], 1).float()
         self.a = (z_sq + lo * lo - 0.5 * slack).float()
         self.dist = torch.empty(x.shape[0], dtype=torch.float32)
@@ -126,6 +127,17 @@ class _SeedScreen:
         self.cap = max(64, x.shape[0] // 8)  # more screened rows than this: the whole pass is cheaper
         self.gathered = torch.empty((self.cap + 3, x.shape[1]), dtype=x.dtype)
         self.out = torch.empty(self.cap + 3, dtype=x.dtype)
+
+    def centre_terms(self, centres: torch.Tensor, c_sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(z, a) of the centres as of the rows, for the bound between rows and centres; None if some
+        centre lies farther out than every row (the slack was sized on the rows; means never do)."""
+        if float(c_sq.max()) > self.x_sq_max:
+            return None
+        z = centres @ self.v
+        z_sq = (z * z).sum(1)
+        rho2, eps = c_sq - z_sq, 1e-10 * c_sq
+        lo, hi = (rho2 - eps).clamp_min_(0.0).sqrt_(), (rho2 + eps).clamp_min_(0.0).sqrt_()
+        return torch.cat([z, hi[:, None]], 1).float(), (z_sq + lo * lo - 0.5 * self.slack).float()
 
     def rows(self, i: int) -> torch.Tensor:
         """Rows whose distance to x_i may be below their current distance (self.dist, in float32)."""
@@ -221,13 +233,18 @@ class _Float32Labels:
         self.v1, self.v2 = torch.empty(rows, dtype=torch.float32), torch.empty(rows, dtype=torch.float32)
         self.l1 = torch.empty(rows, dtype=torch.long)
         self.e32, self.e64 = (2 * x.shape[1] + 16) * U32, 4 * (x.shape[1] + 8) * 2.0 ** -53
+        self.c32 = torch.empty((k, x.shape[1]), dtype=torch.float32)
+        self.own = torch.empty((min(256, x.shape[0]), x.shape[1]), dtype=x.dtype)
+        self.xrows = torch.empty_like(self.own)
+        self.gaps = torch.empty((min(k, self.step), k), dtype=torch.float32)
+        self.zrows = None  # (rows, p + 1) float32, made with the first screened pass
 
     def __call__(self, centres: torch.Tensor, c_sq: torch.Tensor, chunk_elems: int,
                  rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n = self.x.shape[0] if rows is None else rows.shape[0]
         labels = torch.empty(n, dtype=torch.long)
         d1, d2 = torch.empty(n, dtype=self.x.dtype), torch.empty(n, dtype=self.x.dtype)
-        c32, csq32 = centres.float(), c_sq.float()[None]
+        c32, csq32 = self.c32.copy_(centres), c_sq.float()[None]
         cmax2 = float(c_sq.max())
         e32, e64 = self.e32 * cmax2 ** 0.5, self.e64
         for s in range(0, n, self.step):
@@ -258,13 +275,71 @@ class _Float32Labels:
                 labels[pos], d1[pos], d2[pos] = _two_nearest(self.x, self.x_sq, centres, c_sq, chunk_elems, exact)
         return labels, d1, d2
 
+    def keep(self, screen: _SeedScreen, centres: torch.Tensor, c_sq: torch.Tensor, chunk_elems: int,
+             rows: torch.Tensor | None, own: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As __call__, for rows that had the centres `own`: a row whose rank-p lower bound to every other
+        centre (_SeedScreen's, in float32, slack included) exceeds its distance to `own` (direct, float64,
+        x (1 + 1e-12)) by more than 2 err64 keeps `own`, which the float64 pass would give too; its
+        bounds are that distance and the lower bound. The other rows go to __call__."""
+        terms = screen.centre_terms(centres, c_sq)
+        if terms is None:
+            return self(centres, c_sq, chunk_elems, rows)
+        zc, ac = terms
+        if self.zrows is None:
+            self.zrows = torch.empty((self.block.shape[0], zc.shape[1]), dtype=torch.float32)
+        n = self.x.shape[0] if rows is None else rows.shape[0]
+        labels, d1, d2 = own.clone(), torch.empty(n, dtype=self.x.dtype), torch.empty(n, dtype=self.x.dtype)
+        cmax2 = float(c_sq.max())
+        undecided = []
+        for s in range(0, n, self.step):
+            e = min(n, s + self.step)
+            r = torch.arange(s, e) if rows is None else rows[s:e]
+            zr = torch.index_select(screen.z, 0, r, out=self.zrows[:e - s])
+            blk = torch.addmm(ac[None], zr, zc.T, alpha=-2.0, out=self.block[:e - s])
+            blk.scatter_(1, own[s:e, None], float("inf"))
+            lower = torch.amin(blk, dim=1, out=self.v1[:e - s]).double().add_(screen.a[r])
+            upper = self._own_dist(centres, r, own[s:e]).mul_(1 + 1e-12)
+            err64 = (self.x_sq[r] + cmax2).mul_(2 * self.e64)
+            d1[s:e], d2[s:e] = upper, lower.clamp_min(0.0)
+            undecided.append(torch.nonzero(lower - upper <= err64).squeeze(1) + s)
+        pos = torch.cat(undecided)
+        if pos.numel():
+            labels[pos], d1[pos], d2[pos] = self(centres, c_sq, chunk_elems, pos if rows is None else rows[pos])
+        return labels, d1, d2
+
+    def half_gap(self, centres: torch.Tensor, c_sq: torch.Tensor) -> torch.Tensor:
+        """A lower bound on half the distance from each centre to its nearest other one (Hamerly's s):
+        float32 squared distances less their error bound (as err32 with ||x|| = max||c||)."""
+        c32, csq32, k = self.c32.copy_(centres), c_sq.float()[None], centres.shape[0]
+        low = torch.empty(k, dtype=torch.float32)
+        for s in range(0, k, self.gaps.shape[0]):
+            e = min(k, s + self.gaps.shape[0])
+            gap = torch.addmm(csq32, c32[s:e], c32.T, alpha=-2.0, out=self.gaps[:e - s])
+            gap[torch.arange(e - s), torch.arange(s, e)] = float("inf")
+            torch.amin(gap, dim=1, out=low[s:e])
+        cmax2 = float(c_sq.max())
+        low = low.double().add_(c_sq).sub_(2 * ((self.e32 + 4 * U32) * cmax2 + 1e-30))
+        return low.clamp_min_(0.0).sqrt_().mul_(0.5)
+
+
+    def _own_dist(self, centres: torch.Tensor, r: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        """||x_r - c_own||^2 in float64, in blocks of reused buffers."""
+        out = torch.empty(r.shape[0], dtype=self.x.dtype)
+        step = self.own.shape[0]
+        for s in range(0, r.shape[0], step):
+            e = min(r.shape[0], s + step)
+            diff = torch.index_select(centres, 0, own[s:e], out=self.own[:e - s])
+            diff.sub_(torch.index_select(self.x, 0, r[s:e], out=self.xrows[:e - s]))
+            torch.sum(diff.mul_(diff), dim=1, out=out[s:e])
+        return out
+
     def inertia(self, centres: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
         """(sum of ||x - c_label||^2, a bound on its distance from the float64 pass's sum of the same:
         1e-10 sum(||x||^2 + ||c_label||^2), a hundred times the rounding of either sum)."""
         total = 0.0
-        step = _rows_per_block(self.x.shape[1], BLOCK * BLOCK)
-        for s in range(0, self.x.shape[0], step):
-            diff = centres.index_select(0, labels[s:s + step]).sub_(self.x[s:s + step])
+        for s in range(0, self.x.shape[0], self.own.shape[0]):
+            e = min(self.x.shape[0], s + self.own.shape[0])
+            diff = torch.index_select(centres, 0, labels[s:e], out=self.own[:e - s]).sub_(self.x[s:e])
             total += float(diff.mul_(diff).sum())
         scale = float(self.x_sq.sum()) + float((centres * centres).sum(1)[labels].sum())
         return total, 1e-10 * scale
@@ -289,62 +364,74 @@ def kmeans(x: torch.Tensor, k: int, rng: np.random.Generator, n_init: int = 1, m
     centre shifts, and half the gap between centres), with a safety margin for rounding; the others
     get the full distance pass. The labels are those of full passes (tests/test_clustering_fast.py).
     On CPU from LLOYD_MIN_WORK on, the passes label in float32 and recompute in float64 only the rows
-    float32 cannot decide (_Float32Labels), and restarts are compared on sum ||x - c||^2, whose
-    difference from the float64 pass's sum is bounded: within that bound, on the float64 pass's sums
-    (tests/test_kmeans_fast.py)."""
+    float32 cannot decide (_Float32Labels); with the seeding's screen, a checked row first tries to keep
+    its centre on the rank-p bound (_Float32Labels.keep), Hamerly's half gaps come from float32 less
+    their error bound, and restarts are compared on sum ||x - c||^2, whose difference from the float64
+    pass's sum is bounded: within that bound, on the float64 pass's sums. The same centres and labels
+    (tests/test_kmeans_fast.py); (k, D) buffers are reused across iterations."""
     x = x.double()
     x_sq = (x * x).sum(1)
     var = x.var(dim=0).sum().clamp_min(1e-30)
     tau = 1e-7 * float(x_sq.max().sqrt()) if x.shape[0] else 0.0  # rounding of distances from the norm expansion
     fast = _labels32(x, x_sq, k, chunk_elems)
     restarts = 1 if init is not None else max(1, n_init)
-    screen = _seed_screen(x, x_sq, k) if init is None else None
+    screen = _seed_screen(x, x_sq, k)
     nearest = fast or (lambda c, c_sq, chunk, rows=None: _two_nearest(x, x_sq, c, c_sq, chunk, rows))
+    # (k, D) buffers reused by every iteration: a fresh 4 MB tensor per operation costs page faults
+    cur, nxt, sums, move = (torch.empty((k, x.shape[1]), dtype=x.dtype, device=x.device) for _ in range(4))
     best = None
     for _ in range(restarts):
-        centres = init.double().clone() if init is not None else kmeans_pp(x, k, rng, x_sq, screen)
-        c_sq = (centres * centres).sum(1)
+        cur.copy_(init.double() if init is not None else kmeans_pp(x, k, rng, x_sq, screen))
+        centres = cur
+        c_sq = torch.mul(centres, centres, out=move).sum(1)
         labels, d1, d2 = nearest(centres, c_sq, chunk_elems)
         upper, lower = d1.sqrt(), d2.sqrt()
         for it in range(max_iter):
-            sums = torch.zeros_like(centres).index_add_(0, labels, x)
+            torch.zeros((k, x.shape[1]), out=sums).index_add_(0, labels, x)
             counts = torch.bincount(labels, minlength=k).to(x.dtype)
-            new = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
-            move = (new - centres).pow(2)
+            new = torch.where(counts[:, None] > 0, sums.div_(counts.clamp_min(1)[:, None]), centres,
+                              out=nxt if centres is cur else cur)
+            torch.sub(new, centres, out=move).pow_(2)
             shift = move.sum()
             centres = new
             if shift <= tol * var or it == max_iter - 1:
                 break
-            c_sq = (centres * centres).sum(1)
+            c_sq = torch.mul(centres, centres, out=sums).sum(1)
             delta = move.sum(1).sqrt_()
             upper.add_(delta[labels])
             lower.sub_(delta.max())
-            bound = torch.maximum(lower, _half_gap(centres, c_sq, chunk_elems)[labels])
+            gap = _half_gap(centres, c_sq, chunk_elems) if fast is None else fast.half_gap(centres, c_sq)
+            bound = torch.maximum(lower, gap[labels])
             check = upper.mul(1 + 1e-9).add_(tau) >= bound
             rows = torch.nonzero(check).squeeze(1)
             if rows.numel() == 0:
                 continue
-            lab, r1, r2 = nearest(centres, c_sq, chunk_elems, rows)
+            if fast is not None and screen is not None:
+                lab, r1, r2 = fast.keep(screen, centres, c_sq, chunk_elems, rows, labels[rows])
+            else:
+                lab, r1, r2 = nearest(centres, c_sq, chunk_elems, rows)
             labels[rows], upper[rows], lower[rows] = lab, r1.sqrt(), r2.sqrt()
+        c_sq = torch.mul(centres, centres, out=move).sum(1)
+        if fast is not None:
+            labels = (fast(centres, c_sq, chunk_elems) if screen is None
+                      else fast.keep(screen, centres, c_sq, chunk_elems, None, labels))[0]
         if restarts == 1:
-            labels = (assign(x, centres, chunk_elems, x_sq)[0] if fast is None
-                      else fast(centres, (centres * centres).sum(1), chunk_elems)[0])
-            best = (0.0, centres, labels)
+            labels = assign(x, centres, chunk_elems, x_sq)[0] if fast is None else labels
+            best = (0.0, centres.clone(), labels)
         elif fast is None:
             labels, d = assign(x, centres, chunk_elems, x_sq)
             if best is None or float(d.sum()) < best[0]:
-                best = (float(d.sum()), centres, labels)
+                best = (float(d.sum()), centres.clone(), labels)
         else:
-            labels = fast(centres, (centres * centres).sum(1), chunk_elems)[0]
             total, err = fast.inertia(centres, labels)
             if best is None:
-                best = (total, centres, labels, err)
+                best = (total, centres.clone(), labels, err)
             elif abs(total - best[0]) <= err + best[3]:  # too close to call: the float64 pass's sums decide
                 if float(assign(x, centres, chunk_elems, x_sq)[1].sum()) < float(
                         assign(x, best[1], chunk_elems, x_sq)[1].sum()):
-                    best = (total, centres, labels, err)
+                    best = (total, centres.clone(), labels, err)
             elif total < best[0]:
-                best = (total, centres, labels, err)
+                best = (total, centres.clone(), labels, err)
     return best[1], best[2]
 
 
