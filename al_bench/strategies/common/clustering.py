@@ -78,7 +78,7 @@ def _half_gap(centres: torch.Tensor, c_sq: torch.Tensor, chunk_elems: int) -> to
 
 U32 = 2.0 ** -24  # unit roundoff of float32
 SEED_RANK = 64  # columns of the low-rank lower bound that screens rows in k-means++ seeding
-SEED_MIN = (32, 128, 1024)  # (k, D, N) from which the screened seeding pays for its set-up
+SEED_MIN = (32, 128, 4096)  # (k, D, N) from which the screened seeding pays for its set-up (measured)
 LLOYD_MIN_WORK = 1 << 24  # N k D from which Lloyd's passes screen labels in float32 first
 
 
