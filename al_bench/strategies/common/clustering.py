@@ -145,16 +145,19 @@ class _SeedScreen:
         torch.lt(self.buf, -float(self.a[i]), out=self.mask)
         return torch.nonzero(self.mask).squeeze(1)
 
-    def lower(self, x: torch.Tensor, x_sq: torch.Tensor, i: int, dist: torch.Tensor) -> None:
+    def lower(self, x: torch.Tensor, x_sq: torch.Tensor, i: int, dist: torch.Tensor, owner: torch.Tensor | None = None,
+              tag: int = 0) -> None:
         """dist = min(dist, the whole pass's distances to x_i), in place: the same numbers. The screened
         rows' x.c come from torch.mv over them gathered in groups of 4 (MKL's gemv sums each row of a
         4-row group as in the whole pass; the N % 4 last rows, which it sums otherwise, are recomputed
-        alone, always); past N / 8 screened rows, the whole pass."""
+        alone, always); past N / 8 screened rows, the whole pass. `owner[r] = tag` where dist[r] fell."""
         n = x.shape[0]
         n4 = n - n % 4
         rows = self.rows(i)
         if rows.numel() > self.cap:
             buf = torch.mv(x, x[i]).mul_(-2.0).add_(x_sq + x_sq[i]).clamp_min_(0.0)
+            if owner is not None:
+                owner[buf < dist] = tag
             torch.minimum(dist, buf, out=dist)
             self.dist.copy_(dist)
             return
@@ -165,11 +168,16 @@ class _SeedScreen:
             g, o = self.gathered[:padded.numel()], self.out[:padded.numel()]
             torch.index_select(x, 0, padded, out=g)
             torch.mv(g, x[i], out=o).mul_(-2.0).add_(x_sq[padded] + x_sq[i]).clamp_min_(0.0)
-            new = torch.minimum(dist[rows], o[:m])
+            old = dist[rows]
+            if owner is not None:
+                owner[rows[o[:m] < old]] = tag
+            new = torch.minimum(old, o[:m])
             dist[rows] = new
             self.dist[rows] = new.float()
         if n4 < n:
             tail = torch.mv(x[n4:], x[i]).mul_(-2.0).add_(x_sq[n4:] + x_sq[i]).clamp_min_(0.0)
+            if owner is not None:
+                owner[n4:][tail < dist[n4:]] = tag
             torch.minimum(dist[n4:], tail, out=dist[n4:])
             self.dist[n4:] = dist[n4:]
 
@@ -183,13 +191,14 @@ def _seed_screen(x: torch.Tensor, x_sq: torch.Tensor, k: int) -> _SeedScreen | N
 
 
 def kmeans_pp(x: torch.Tensor, k: int, rng: np.random.Generator, x_sq: torch.Tensor | None = None,
-              screen: _SeedScreen | None | bool = True) -> torch.Tensor:
+              screen: _SeedScreen | None | bool = True, owner: torch.Tensor | None = None) -> torch.Tensor:
     """k-means++ seeding: the first centre uniformly, each next one with probability ~ D(x)^2.
     Each new centre's squared distances, (||x||^2 + ||c||^2) - 2 x.c with x.c from one matrix-vector
     product (torch.mv) into a reused buffer, update the running minimum; on CPU in float64 from
     SEED_MIN on, only for the rows that _SeedScreen cannot rule out, with the same numbers.
     `screen`: a _SeedScreen built for x (kmeans() shares one between restarts), True to build one when
-    it pays, None/False for the whole passes."""
+    it pays, None/False for the whole passes. `owner` (N,), if given: for each row, the position of a
+    centre at its final distance (the first pass of Lloyd's starts from it)."""
     n = x.shape[0]
     x_sq = (x * x).sum(1) if x_sq is None else x_sq
     if screen is True:
@@ -200,13 +209,17 @@ def kmeans_pp(x: torch.Tensor, k: int, rng: np.random.Generator, x_sq: torch.Ten
     scratch = (np.empty(n), np.empty(n))
     if screen:
         screen.dist.copy_(dist)
-    for _ in range(k - 1):
+    if owner is not None:
+        owner.zero_()
+    for step in range(1, k):
         i = _draw(rng, dist, scratch)
         idx.append(i)
         if screen:
-            screen.lower(x, x_sq, i, dist)
+            screen.lower(x, x_sq, i, dist, owner, step)
         else:
             torch.mv(x, x[i], out=buf).mul_(-2.0).add_(x_sq + x_sq[i]).clamp_min_(0.0)
+            if owner is not None:
+                owner[buf < dist] = step
             torch.minimum(dist, buf, out=dist)
     return x[idx].clone()
 
@@ -234,7 +247,7 @@ class _Float32Labels:
         self.l1 = torch.empty(rows, dtype=torch.long)
         self.e32, self.e64 = (2 * x.shape[1] + 16) * U32, 4 * (x.shape[1] + 8) * 2.0 ** -53
         self.c32 = torch.empty((k, x.shape[1]), dtype=torch.float32)
-        self.own = torch.empty((min(256, x.shape[0]), x.shape[1]), dtype=x.dtype)
+        self.own = torch.empty((min(1024, x.shape[0]), x.shape[1]), dtype=x.dtype)
         self.xrows = torch.empty_like(self.own)
         self.gaps = torch.empty((min(k, self.step), k), dtype=torch.float32)
         self.zrows = None  # (rows, p + 1) float32, made with the first screened pass
@@ -277,10 +290,14 @@ class _Float32Labels:
 
     def keep(self, screen: _SeedScreen, centres: torch.Tensor, c_sq: torch.Tensor, chunk_elems: int,
              rows: torch.Tensor | None, own: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """As __call__, for rows that had the centres `own`: a row whose rank-p lower bound to every other
-        centre (_SeedScreen's, in float32, slack included) exceeds its distance to `own` (direct, float64,
-        x (1 + 1e-12)) by more than 2 err64 keeps `own`, which the float64 pass would give too; its
-        bounds are that distance and the lower bound. The other rows go to __call__."""
+        """As __call__, for rows that had the centres `own`, from the seeding screen's rank-p lower bounds
+        (float32, slack included). With u = ||x - c_own||^2 (direct, float64, within d = 1e-12 (||x||^2 +
+        max||c||^2) of exact), E = err64 and T = u + d + 2 (E + d): the centres whose bound is at most T
+        are the row's candidates (own among them); every other centre is exactly farther than T. One
+        candidate: the row keeps `own`. Several (a few, on the rows near a boundary): their direct
+        distances; a nearest one more than 2 (E + d) below the others is the float64 pass's label too.
+        Ties and near-ties go to _two_nearest. Bounds for Hamerly's test: the nearest's direct distance
+        + d (or T) and the smaller of the second's - d and the other centres' least bound."""
         terms = screen.centre_terms(centres, c_sq)
         if terms is None:
             return self(centres, c_sq, chunk_elems, rows)
@@ -290,22 +307,56 @@ class _Float32Labels:
         n = self.x.shape[0] if rows is None else rows.shape[0]
         labels, d1, d2 = own.clone(), torch.empty(n, dtype=self.x.dtype), torch.empty(n, dtype=self.x.dtype)
         cmax2 = float(c_sq.max())
-        undecided = []
+        pair_rows, pair_centres = [], []
         for s in range(0, n, self.step):
             e = min(n, s + self.step)
             r = torch.arange(s, e) if rows is None else rows[s:e]
             zr = torch.index_select(screen.z, 0, r, out=self.zrows[:e - s])
             blk = torch.addmm(ac[None], zr, zc.T, alpha=-2.0, out=self.block[:e - s])
-            blk.scatter_(1, own[s:e, None], float("inf"))
-            lower = torch.amin(blk, dim=1, out=self.v1[:e - s]).double().add_(screen.a[r])
-            upper = self._own_dist(centres, r, own[s:e]).mul_(1 + 1e-12)
-            err64 = (self.x_sq[r] + cmax2).mul_(2 * self.e64)
-            d1[s:e], d2[s:e] = upper, lower.clamp_min(0.0)
-            undecided.append(torch.nonzero(lower - upper <= err64).squeeze(1) + s)
-        pos = torch.cat(undecided)
-        if pos.numel():
-            labels[pos], d1[pos], d2[pos] = self(centres, c_sq, chunk_elems, pos if rows is None else rows[pos])
+            scale = (self.x_sq[r] + cmax2)
+            delta = scale * 1e-12
+            top = self._own_dist(centres, r, own[s:e]).add_(delta).add_((scale * self.e64 + delta).mul_(2.0))
+            # bound <= T, in float32: T - a rounded up (1e-6 relative is far above float32's rounding)
+            thr = (top - screen.a[r]).add_(((top - screen.a[r]).abs_() + 1e-30).mul_(1e-6)).float()
+            blk.scatter_(1, own[s:e, None], float("inf"))  # the other centres
+            low = torch.amin(blk, dim=1, out=self.v1[:e - s])
+            d1[s:e], d2[s:e] = top, low.double().add_(screen.a[r]).clamp_min_(0.0)
+            several = torch.nonzero(low <= thr).squeeze(1)
+            if several.numel():
+                rr, cc = torch.nonzero(blk[several] <= thr[several, None], as_tuple=True)
+                pair_rows += [several + s, several[rr] + s]
+                pair_centres += [own[s:e][several], cc]
+        if pair_rows:
+            pos, order = torch.sort(torch.cat(pair_rows), stable=True)
+            self._resolve(centres, c_sq, chunk_elems, rows, cmax2, pos, torch.cat(pair_centres)[order],
+                          labels, d1, d2)
         return labels, d1, d2
+
+    def _resolve(self, centres: torch.Tensor, c_sq: torch.Tensor, chunk_elems: int, rows: torch.Tensor | None,
+                 cmax2: float, pos: torch.Tensor, cand: torch.Tensor, labels: torch.Tensor, d1: torch.Tensor,
+                 d2: torch.Tensor) -> None:
+        """keep's rows with several candidates: pairs (pos, cand), sorted by pos."""
+        r = pos if rows is None else rows[pos]
+        dist = self._own_dist(centres, r, cand)
+        which, first = torch.unique_consecutive(pos, return_inverse=True)
+        u = which.numel()
+        best = torch.full((u,), float("inf"), dtype=dist.dtype).scatter_reduce_(0, first, dist, "amin")
+        is_best = dist == best[first]
+        ties = torch.bincount(first[is_best], minlength=u)
+        second = torch.full((u,), float("inf"), dtype=dist.dtype).scatter_reduce_(
+            0, first[~is_best], dist[~is_best], "amin")
+        scale = self.x_sq[which if rows is None else rows[which]] + cmax2
+        delta = scale * 1e-12
+        sure = (ties == 1) & (second - best > (scale * self.e64 + delta).mul_(2.0))
+        win = torch.zeros(u, dtype=torch.long)
+        win[first[is_best]] = cand[is_best]
+        labels[which[sure]] = win[sure]
+        d1[which[sure]] = (best + delta)[sure]
+        d2[which[sure]] = torch.minimum(second - delta, d2[which])[sure].clamp_min(0.0)
+        unsure = which[~sure]
+        if unsure.numel():
+            labels[unsure], d1[unsure], d2[unsure] = _two_nearest(
+                self.x, self.x_sq, centres, c_sq, chunk_elems, unsure if rows is None else rows[unsure])
 
     def half_gap(self, centres: torch.Tensor, c_sq: torch.Tensor) -> torch.Tensor:
         """A lower bound on half the distance from each centre to its nearest other one (Hamerly's s):
@@ -400,8 +451,11 @@ def kmeans(x: torch.Tensor, k: int, rng: np.random.Generator, n_init: int = 1, m
             delta = move.sum(1).sqrt_()
             upper.add_(delta[labels])
             lower.sub_(delta.max())
-            gap = _half_gap(centres, c_sq, chunk_elems) if fast is None else fast.half_gap(centres, c_sq)
-            bound = torch.maximum(lower, gap[labels])
+            if fast is not None and screen is not None:
+                bound = lower  # the half gaps (a k x k x D product) would save less than they cost
+            else:
+                gap = _half_gap(centres, c_sq, chunk_elems) if fast is None else fast.half_gap(centres, c_sq)
+                bound = torch.maximum(lower, gap[labels])
             check = upper.mul(1 + 1e-9).add_(tau) >= bound
             rows = torch.nonzero(check).squeeze(1)
             if rows.numel() == 0:
