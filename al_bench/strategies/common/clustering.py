@@ -7,6 +7,8 @@ beyond the inputs (tests/test_coreset_scale.py).
 
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
+
 import numpy as np
 import torch
 
@@ -145,19 +147,16 @@ class _SeedScreen:
         torch.lt(self.buf, -float(self.a[i]), out=self.mask)
         return torch.nonzero(self.mask).squeeze(1)
 
-    def lower(self, x: torch.Tensor, x_sq: torch.Tensor, i: int, dist: torch.Tensor, owner: torch.Tensor | None = None,
-              tag: int = 0) -> None:
+    def lower(self, x: torch.Tensor, x_sq: torch.Tensor, i: int, dist: torch.Tensor) -> None:
         """dist = min(dist, the whole pass's distances to x_i), in place: the same numbers. The screened
         rows' x.c come from torch.mv over them gathered in groups of 4 (MKL's gemv sums each row of a
         4-row group as in the whole pass; the N % 4 last rows, which it sums otherwise, are recomputed
-        alone, always); past N / 8 screened rows, the whole pass. `owner[r] = tag` where dist[r] fell."""
+        alone, always); past N / 8 screened rows, the whole pass."""
         n = x.shape[0]
         n4 = n - n % 4
         rows = self.rows(i)
         if rows.numel() > self.cap:
             buf = torch.mv(x, x[i]).mul_(-2.0).add_(x_sq + x_sq[i]).clamp_min_(0.0)
-            if owner is not None:
-                owner[buf < dist] = tag
             torch.minimum(dist, buf, out=dist)
             self.dist.copy_(dist)
             return
@@ -168,16 +167,11 @@ class _SeedScreen:
             g, o = self.gathered[:padded.numel()], self.out[:padded.numel()]
             torch.index_select(x, 0, padded, out=g)
             torch.mv(g, x[i], out=o).mul_(-2.0).add_(x_sq[padded] + x_sq[i]).clamp_min_(0.0)
-            old = dist[rows]
-            if owner is not None:
-                owner[rows[o[:m] < old]] = tag
-            new = torch.minimum(old, o[:m])
+            new = torch.minimum(dist[rows], o[:m])
             dist[rows] = new
             self.dist[rows] = new.float()
         if n4 < n:
             tail = torch.mv(x[n4:], x[i]).mul_(-2.0).add_(x_sq[n4:] + x_sq[i]).clamp_min_(0.0)
-            if owner is not None:
-                owner[n4:][tail < dist[n4:]] = tag
             torch.minimum(dist[n4:], tail, out=dist[n4:])
             self.dist[n4:] = dist[n4:]
 
@@ -190,15 +184,27 @@ def _seed_screen(x: torch.Tensor, x_sq: torch.Tensor, k: int) -> _SeedScreen | N
     return _SeedScreen(x, x_sq, min(SEED_RANK, d // 2))
 
 
+@contextmanager
+def _one_thread():
+    """torch on one thread inside (restored after): the seeding's k sequential steps are each a few
+    sub-millisecond operations, which two threads do not speed up on a quiet machine and slow down
+    ten-fold on a loaded one (every parallel region waits for a descheduled thread)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def kmeans_pp(x: torch.Tensor, k: int, rng: np.random.Generator, x_sq: torch.Tensor | None = None,
-              screen: _SeedScreen | None | bool = True, owner: torch.Tensor | None = None) -> torch.Tensor:
+              screen: _SeedScreen | None | bool = True) -> torch.Tensor:
     """k-means++ seeding: the first centre uniformly, each next one with probability ~ D(x)^2.
     Each new centre's squared distances, (||x||^2 + ||c||^2) - 2 x.c with x.c from one matrix-vector
     product (torch.mv) into a reused buffer, update the running minimum; on CPU in float64 from
     SEED_MIN on, only for the rows that _SeedScreen cannot rule out, with the same numbers.
     `screen`: a _SeedScreen built for x (kmeans() shares one between restarts), True to build one when
-    it pays, None/False for the whole passes. `owner` (N,), if given: for each row, the position of a
-    centre at its final distance (the first pass of Lloyd's starts from it)."""
+    it pays, None/False for the whole passes. The k - 1 steps run on one torch thread (_one_thread)."""
     n = x.shape[0]
     x_sq = (x * x).sum(1) if x_sq is None else x_sq
     if screen is True:
@@ -209,19 +215,22 @@ def kmeans_pp(x: torch.Tensor, k: int, rng: np.random.Generator, x_sq: torch.Ten
     scratch = (np.empty(n), np.empty(n))
     if screen:
         screen.dist.copy_(dist)
-    if owner is not None:
-        owner.zero_()
-    for step in range(1, k):
+    with _one_thread() if x.device.type == "cpu" else nullcontext():
+        _seed_steps(x, x_sq, k, rng, idx, dist, buf, scratch, screen)
+    return x[idx].clone()
+
+
+def _seed_steps(x: torch.Tensor, x_sq: torch.Tensor, k: int, rng: np.random.Generator, idx: list[int],
+                dist: torch.Tensor, buf: torch.Tensor, scratch: tuple[np.ndarray, np.ndarray],
+                screen: _SeedScreen | None) -> None:
+    for _ in range(k - 1):
         i = _draw(rng, dist, scratch)
         idx.append(i)
         if screen:
-            screen.lower(x, x_sq, i, dist, owner, step)
+            screen.lower(x, x_sq, i, dist)
         else:
             torch.mv(x, x[i], out=buf).mul_(-2.0).add_(x_sq + x_sq[i]).clamp_min_(0.0)
-            if owner is not None:
-                owner[buf < dist] = step
             torch.minimum(dist, buf, out=dist)
-    return x[idx].clone()
 
 
 class _Float32Labels:
