@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ from torch import nn
 
 from al_bench import ConfigError
 from al_bench.strategies.base import SelectionContext, Strategy
-from al_bench.strategies.common.clustering import kmeans
+from al_bench.strategies.common.clustering import kmeans, single_thread
 
 # (eps, shape) -> the starting alpha of the learned search (any float dtype: rounded to the embeddings')
 AlphaInit = Callable[[float, tuple], torch.Tensor]
@@ -109,7 +110,14 @@ class LinearAlphaSearch:
 
     def flips(self, anchor: torch.Tensor, alpha: torch.Tensor, eps: float, iters: int, lr: float, l2_coef: float,
               final_alpha: torch.Tensor | None = None) -> torch.Tensor:
-        """Whether some step changes each row's label; `final_alpha`, if given, receives the last alpha."""
+        """Whether some step changes each row's label; `final_alpha`, if given, receives the last alpha.
+        On CPU on one torch thread (as the k-means++ steps): ~20 sub-millisecond operations per block and
+        step, which two threads barely speed up and a loaded machine slows down many-fold."""
+        with single_thread() if self.emb.device.type == "cpu" else nullcontext():
+            return self._flips(anchor, alpha, eps, iters, lr, l2_coef, final_alpha)
+
+    def _flips(self, anchor: torch.Tensor, alpha: torch.Tensor, eps: float, iters: int, lr: float, l2_coef: float,
+               final_alpha: torch.Tensor | None) -> torch.Tensor:
         flipped = torch.zeros(len(self.pred), dtype=torch.bool, device=self.emb.device)
         beta1, beta2 = 0.9, 0.999  # torch.optim.Adam's defaults, as learned_flips' Adam
         bias1, bias2 = 1 - beta1 ** 1.0, 1 - beta2 ** 1.0  # its first step's bias corrections

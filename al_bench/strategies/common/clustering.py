@@ -185,7 +185,7 @@ def _seed_screen(x: torch.Tensor, x_sq: torch.Tensor, k: int) -> _SeedScreen | N
 
 
 @contextmanager
-def _one_thread():
+def single_thread():
     """torch on one thread inside (restored after): the seeding's k sequential steps are each a few
     sub-millisecond operations, which two threads do not speed up on a quiet machine and slow down
     ten-fold on a loaded one (every parallel region waits for a descheduled thread)."""
@@ -204,7 +204,7 @@ def kmeans_pp(x: torch.Tensor, k: int, rng: np.random.Generator, x_sq: torch.Ten
     product (torch.mv) into a reused buffer, update the running minimum; on CPU in float64 from
     SEED_MIN on, only for the rows that _SeedScreen cannot rule out, with the same numbers.
     `screen`: a _SeedScreen built for x (kmeans() shares one between restarts), True to build one when
-    it pays, None/False for the whole passes. The k - 1 steps run on one torch thread (_one_thread)."""
+    it pays, None/False for the whole passes. The k - 1 steps run on one torch thread (single_thread)."""
     n = x.shape[0]
     x_sq = (x * x).sum(1) if x_sq is None else x_sq
     if screen is True:
@@ -215,7 +215,7 @@ def kmeans_pp(x: torch.Tensor, k: int, rng: np.random.Generator, x_sq: torch.Ten
     scratch = (np.empty(n), np.empty(n))
     if screen:
         screen.dist.copy_(dist)
-    with _one_thread() if x.device.type == "cpu" else nullcontext():
+    with single_thread() if x.device.type == "cpu" else nullcontext():
         _seed_steps(x, x_sq, k, rng, idx, dist, buf, scratch, screen)
     return x[idx].clone()
 
