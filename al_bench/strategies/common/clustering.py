@@ -425,10 +425,20 @@ def kmeans(x: torch.Tensor, k: int, rng: np.random.Generator, n_init: int = 1, m
     get the full distance pass. The labels are those of full passes (tests/test_clustering_fast.py).
     On CPU from LLOYD_MIN_WORK on, the passes label in float32 and recompute in float64 only the rows
     float32 cannot decide (_Float32Labels); with the seeding's screen, a checked row first tries to keep
-    its centre on the rank-p bound (_Float32Labels.keep), Hamerly's half gaps come from float32 less
-    their error bound, and restarts are compared on sum ||x - c||^2, whose difference from the float64
+    its centre on the rank-p bound (_Float32Labels.keep) and Hamerly's half gaps are skipped (without
+    it they come from float32, less their error bound); restarts are compared on sum ||x - c||^2, whose
+    difference from the float64
     pass's sum is bounded: within that bound, on the float64 pass's sums. The same centres and labels
-    (tests/test_kmeans_fast.py); (k, D) buffers are reused across iterations."""
+    (tests/test_kmeans_fast.py); (k, D) buffers are reused across iterations.
+    On CPU it runs on one torch thread (single_thread): its passes are many operations of a few
+    milliseconds, and on this loaded 2-core VM two threads made one restart 10-15 times slower (3.3 s
+    against 33-50 s); on a quiet machine the second thread would save ~0.2 s per restart in the products."""
+    with single_thread() if x.device.type == "cpu" else nullcontext():
+        return _kmeans(x, k, rng, n_init, max_iter, tol, init, chunk_elems)
+
+
+def _kmeans(x: torch.Tensor, k: int, rng: np.random.Generator, n_init: int, max_iter: int, tol: float,
+            init: torch.Tensor | None, chunk_elems: int) -> tuple[torch.Tensor, torch.Tensor]:
     x = x.double()
     x_sq = (x * x).sum(1)
     var = x.var(dim=0).sum().clamp_min(1e-30)
