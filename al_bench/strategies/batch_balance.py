@@ -80,6 +80,7 @@ def batch_balance_batch(mc_probs: torch.Tensor, split: torch.Tensor, k: int, num
     pt = probs.transpose(1, 2).to(dtype).contiguous()  # (N, C, 2K)
     psum = probs.sum(dim=2)  # (N, 2K), 1 for normalised rows
     cols = torch.nonzero(split).flatten()  # only the pairs split into two classes can be cut
+    pair_cols, n_cut = torch.cat([cols, cols + kk]), len(cols)
     cut = pair_ratio(probs)[:, cols].transpose(1, 2).to(dtype).contiguous()  # (N, C, K'), split_k = 1
     available = torch.ones(n, dtype=torch.bool, device=dev)
     picks: list[int] = []
@@ -89,10 +90,12 @@ def batch_balance_batch(mc_probs: torch.Tensor, split: torch.Tensor, k: int, num
     log_max = torch.zeros(s2, dtype=torch.float64, device=dev)  # log prod_i max_y p(y_i | w_j)
 
     def draw(i: int) -> torch.Tensor:
+        """log p(y^m_i | w_j) (M, 2K) for M labels drawn from pick i's mean prediction: rows of the (C, 2K)
+        table of its log probabilities (a row gather, not M x 2K scattered reads)."""
         mean = probs[i].mean(dim=0)
         labels = torch.multinomial((mean / mean.sum()).cpu(), num_joint_samples, replacement=True,
                                    generator=generator)
-        return torch.log(probs[i][:, labels.to(dev)]).T
+        return torch.log(probs[i].T).index_select(0, labels.to(dev))
 
     for step in range(min(k, n)):
         if step < sampling_index:
@@ -106,10 +109,10 @@ def batch_balance_batch(mc_probs: torch.Tensor, split: torch.Tensor, k: int, num
                 for i in picks:
                     log_joint += draw(i)
             q = torch.softmax(log_joint, dim=1)
-            la = log_joint - log_max
-            a = torch.exp(la[:, :kk] + la[:, kk:])[:, cols]  # (M, K')
+            la = torch.index_select(log_joint, 1, pair_cols) - log_max[pair_cols]  # only the split pairs
+            a = torch.exp(la[:, :n_cut] + la[:, n_cut:])  # (M, K')
             w = q.mean(dim=0)
-            g = q.T.to(dtype) @ a.to(dtype) / num_joint_samples  # (2K, K'), in `dtype` as the scores
+            g = q.to(dtype).T @ a.to(dtype) / num_joint_samples  # (2K, K'), in `dtype` as the scores
         score = _scores(pt, psum, cut, w, g, h, kk, chunk)
         score[~available] = -float("inf")
         i = int(torch.argmax(score))
