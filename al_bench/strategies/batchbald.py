@@ -41,15 +41,23 @@ from al_bench.strategies.common.uncertainty import entropy
 
 
 def joint_entropy(configs: torch.Tensor, weights: torch.Tensor, probs: torch.Tensor,
-                  chunk_elems: int = 1 << 22) -> torch.Tensor:
+                  chunk_elems: int = 1 << 18) -> torch.Tensor:
     """H(y_A, y_n) for every candidate n: -sum_{m,y} weights_m p(y^m_A, y_n = y) log p(y^m_A, y_n = y),
-    with configs (M, S) = p(y^m_A | w_s) and probs (N, S, C) = p(y_n | w_s)."""
+    with configs (M, S) = p(y^m_A | w_s) and probs (N, S, C) = p(y_n | w_s).
+
+    Per block of candidates: one (M, S) x (S, b C) product gives the joint probabilities (the 1/S folded
+    into configs), p log p in place (xlogy: 0 at p = 0), the sum over y, then the weighted sum over the M
+    configurations as one (M,) x (M, b) product; blocks of `chunk_elems` joint probabilities stay in cache."""
     n, s, c = probs.shape
+    m = configs.shape[0]
+    scaled = configs / s
+    flat = probs.permute(1, 0, 2).reshape(s, n * c)  # (S, N C)
     out = torch.empty(n, dtype=torch.float64, device=probs.device)
-    step = max(1, chunk_elems // (configs.shape[0] * c))
+    step = max(1, chunk_elems // (m * c))
     for start in range(0, n, step):
-        pj = torch.einsum("ms,nsy->nmy", configs, probs[start:start + step]) / s
-        out[start:start + step] = -(weights[None, :, None] * pj * torch.log(pj.clamp_min(1e-300))).sum(dim=(1, 2))
+        pj = scaled @ flat[:, start * c:(start + step) * c]  # (M, b C)
+        torch.special.xlogy(pj, pj, out=pj)
+        out[start:start + step] = -(weights @ pj.view(m, -1, c).sum(2))
     return out
 
 
@@ -62,14 +70,15 @@ def sample_configs(probs: torch.Tensor, picks: list[int], m: int, generator: tor
     labels = torch.multinomial(p.reshape(a * s, c), per, replacement=True, generator=generator)
     labels = labels.view(a, s * per)  # row j * per + r: drawn under w_j
     log_p = torch.zeros((s * per, s), dtype=torch.float64, device=probs.device)
+    log_t = torch.log(p.transpose(1, 2))  # (A, C, S): a row per label, gathered per configuration
     for i in range(a):
-        log_p += torch.log(p[i][:, labels[i]].T)  # 0 only where the label could not have been drawn
+        log_p += log_t[i].index_select(0, labels[i])  # -inf only where the label could not have been drawn
     log_scale = log_p.max(dim=1).values
     return torch.exp(log_p - log_scale[:, None]), log_scale
 
 
 def batchbald_batch(mc_probs: torch.Tensor, k: int, num_joint_samples: int, generator: torch.Generator | None = None,
-                    chunk_elems: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
+                    chunk_elems: int = 1 << 18) -> tuple[np.ndarray, np.ndarray]:
     """Positions of k candidates chosen greedily by BatchBALD from mc_probs (N, S, C), and each pick's
     score I(y_A, y_n; w) (the authors' candidate_scores)."""
     probs = mc_probs.double()
