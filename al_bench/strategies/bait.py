@@ -36,6 +36,8 @@ References: arXiv:2106.09675
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
@@ -151,51 +153,72 @@ def bait_batch(probs: torch.Tensor, emb: torch.Tensor, is_labeled: np.ndarray, k
 
     def sweep(ex, bx, sx, rx, upd: tuple | None, gain_sign: float | None, out: torch.Tensor) -> None:
         """Block by block of `chunk` rows (kept in cache): apply a step's update (from `prepare`) to S and R
-        in place, then write the next step's gains (sign `gain_sign`) into `out`."""
-        for s0 in range(0, len(ex), chunk):
-            sl = slice(s0, s0 + chunk)
-            s_blk, r_blk = sx[sl], rx[sl]
-            if upd is not None:
-                mat_t, sig, sign = upd
-                blocks = (ex[sl] @ mat_t).view(-1, 3 * top, c) @ bx[sl]  # [Y; U; G' Yt] (rows, 3c, c)
-                lhs = blocks.view(-1, 3, top, top).transpose(2, 3).reshape(-1, 3 * top, top)
-                yt = blocks[:, :top] if bool((sig > 0).all()) else blocks[:, :top] * sig[:, None]
-                prod = lhs @ yt  # [Y^T Yt; U^T Yt; Yt^T G' Yt]
-                s_blk.sub_(prod[:, :top], alpha=sign)
-                u_yt = prod[:, top:2 * top]
-                r_blk.add_(prod[:, 2 * top:]).sub_(u_yt, alpha=sign).sub_(u_yt.transpose(1, 2), alpha=sign)
-            if gain_sign is not None:
-                out[sl] = gain(gain_sign, s_blk, r_blk)
+        in place, then write the next step's gains (sign `gain_sign`) into `out`. The blocks are shared
+        among `workers` threads (disjoint rows)."""
 
-    chosen = torch.zeros(n, dtype=torch.bool, device=dev)
-    order: list[int] = []
-    gains: list[float] = []
-    n_fwd = min(oversample * k, n)
-    g = torch.empty(n, dtype=torch.float64, device=dev)
-    sweep(e, b, s_mat, r_mat, None, +1.0, g)
-    for step in range(n_fwd):
-        g[chosen] = -float("inf")
-        p = int(torch.argmax(g))
-        order.append(p)
-        gains.append(float(g[p]))
-        chosen[p] = True
-        upd = prepare(b[p], e[p], s_mat[p], +1.0)
-        sweep(e, b, s_mat, r_mat, upd, +1.0 if step + 1 < n_fwd else None, g)
-    if len(order) > k:  # backward over the picks only, in row order (ties go to the first, as before)
-        idx = chosen.nonzero().squeeze(1)
-        ec, bc, sc, rc = e[idx], b[idx], s_mat[idx], r_mat[idx]
-        alive = torch.ones(len(idx), dtype=torch.bool, device=dev)
-        g = torch.empty(len(idx), dtype=torch.float64, device=dev)
-        sweep(ec, bc, sc, rc, None, -1.0, g)
-        while len(order) > k:
-            g[~alive] = float("inf")
-            j = int(torch.argmin(g))
-            order.remove(int(idx[j]))
-            gains.append(float(g[j]))
-            alive[j] = False
-            upd = prepare(bc[j], ec[j], sc[j], -1.0)
-            sweep(ec, bc, sc, rc, upd, -1.0 if len(order) > k else None, g)
-    return rows[order].cpu().numpy().astype(np.int64), np.asarray(gains)
+        def work(starts: list[int]) -> None:
+            for s0 in starts:
+                sl = slice(s0, s0 + chunk)
+                s_blk, r_blk = sx[sl], rx[sl]
+                if upd is not None:
+                    mat_t, sig, sign = upd
+                    blocks = (ex[sl] @ mat_t).view(-1, 3 * top, c) @ bx[sl]  # [Y; U; G' Yt] (rows, 3c, c)
+                    lhs = blocks.view(-1, 3, top, top).transpose(2, 3).reshape(-1, 3 * top, top)
+                    yt = blocks[:, :top] if bool((sig > 0).all()) else blocks[:, :top] * sig[:, None]
+                    prod = lhs @ yt  # [Y^T Yt; U^T Yt; Yt^T G' Yt]
+                    s_blk.sub_(prod[:, :top], alpha=sign)
+                    u_yt = prod[:, top:2 * top]
+                    r_blk.add_(prod[:, 2 * top:]).sub_(u_yt, alpha=sign).sub_(u_yt.transpose(1, 2), alpha=sign)
+                if gain_sign is not None:
+                    out[sl] = gain(gain_sign, s_blk, r_blk)
+
+        starts = list(range(0, len(ex), chunk))
+        if pool is None or len(starts) < 2:
+            work(starts)
+        else:
+            list(pool.map(work, [starts[i::workers] for i in range(workers)]))
+
+    # Each block's operations are small (10 x 10 matrices, ~1 ms): threads inside every operation would meet
+    # at a barrier after each (a thread descheduled on a busy machine stalls them all), so the torch threads
+    # work on separate blocks instead, each operation on one thread (the same arithmetic as on one thread).
+    workers = torch.get_num_threads()
+    pool = ThreadPoolExecutor(workers) if workers > 1 and n > chunk else None
+    if pool is not None:
+        torch.set_num_threads(1)
+    try:
+        chosen = torch.zeros(n, dtype=torch.bool, device=dev)
+        order: list[int] = []
+        gains: list[float] = []
+        n_fwd = min(oversample * k, n)
+        g = torch.empty(n, dtype=torch.float64, device=dev)
+        sweep(e, b, s_mat, r_mat, None, +1.0, g)
+        for step in range(n_fwd):
+            g[chosen] = -float("inf")
+            p = int(torch.argmax(g))
+            order.append(p)
+            gains.append(float(g[p]))
+            chosen[p] = True
+            upd = prepare(b[p], e[p], s_mat[p], +1.0)
+            sweep(e, b, s_mat, r_mat, upd, +1.0 if step + 1 < n_fwd else None, g)
+        if len(order) > k:  # backward over the picks only, in row order (ties go to the first, as before)
+            idx = chosen.nonzero().squeeze(1)
+            ec, bc, sc, rc = e[idx], b[idx], s_mat[idx], r_mat[idx]
+            alive = torch.ones(len(idx), dtype=torch.bool, device=dev)
+            g = torch.empty(len(idx), dtype=torch.float64, device=dev)
+            sweep(ec, bc, sc, rc, None, -1.0, g)
+            while len(order) > k:
+                g[~alive] = float("inf")
+                j = int(torch.argmin(g))
+                order.remove(int(idx[j]))
+                gains.append(float(g[j]))
+                alive[j] = False
+                upd = prepare(bc[j], ec[j], sc[j], -1.0)
+                sweep(ec, bc, sc, rc, upd, -1.0 if len(order) > k else None, g)
+        return rows[order].cpu().numpy().astype(np.int64), np.asarray(gains)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+            torch.set_num_threads(workers)
 
 
 def bait_select(probs: torch.Tensor, emb: torch.Tensor, is_labeled: np.ndarray, k: int, lam: float = 1.0,
