@@ -39,6 +39,8 @@ References: arXiv:2112.13737
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import Literal
 
 import numpy as np
@@ -51,23 +53,37 @@ from al_bench.strategies.base import SelectionContext
 
 
 def _scores(pt: torch.Tensor, psum: torch.Tensor, cut: torch.Tensor, w: torch.Tensor, g: torch.Tensor,
-            h: float, k: int, chunk: int) -> torch.Tensor:
+            h: float, k: int, chunk: int, pool: ThreadPoolExecutor | None = None) -> torch.Tensor:
     """1/K sum_y sum_j p_j(y) [W_j H - sum_k G_jk cut_k(y)] for pt (N, C, 2K) = p_j(y), cut (N, C, K') =
-    b_k(y) and G (2K, K') over the K' split pairs: one (N C, 2K) x (2K, K') product per chunk."""
+    b_k(y) and G (2K, K') over the K' split pairs: one (N C, 2K) x (2K, K') product per chunk. With a
+    pool, its threads take disjoint chunks, each operation on one thread (the same arithmetic)."""
     n, c, _ = pt.shape
     out = torch.empty(n, dtype=torch.float64, device=pt.device)
     g = g.to(pt.dtype)
-    for start in range(0, n, chunk):
-        rows = pt[start:start + chunk]
-        t = (rows.reshape(-1, rows.shape[2]) @ g).view(rows.shape[0], c, -1)  # sum_j p_j(y) G_jk
-        second = (t * cut[start:start + chunk]).sum(dim=(1, 2)).double()
-        out[start:start + chunk] = (h * (psum[start:start + chunk] @ w) - second) / k
+
+    def work(starts: list[int]) -> None:
+        for start in starts:
+            rows = pt[start:start + chunk]
+            t = (rows.reshape(-1, rows.shape[2]) @ g).view(rows.shape[0], c, -1)  # sum_j p_j(y) G_jk
+            second = (t * cut[start:start + chunk]).sum(dim=(1, 2)).double()
+            out[start:start + chunk] = (h * (psum[start:start + chunk] @ w) - second) / k
+
+    starts = list(range(0, n, chunk))
+    if pool is None or len(starts) < 2:
+        work(starts)
+        return out
+    workers = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        list(pool.map(work, [starts[i::workers] for i in range(workers)]))
+    finally:
+        torch.set_num_threads(workers)
     return out
 
 
 def batch_balance_batch(mc_probs: torch.Tensor, split: torch.Tensor, k: int, num_joint_samples: int = 10000,
                         sampling_index: int = 2, generator: torch.Generator | None = None,
-                        dtype: torch.dtype = torch.float32, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+                        dtype: torch.dtype = torch.float32, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Positions of k candidates chosen greedily by Batch-BALanCe from mc_probs (N, 2K, C) (pairs k
     and K + k) and split (K,), and each pick's score at its step."""
     probs = mc_probs.double()
@@ -97,33 +113,37 @@ def batch_balance_batch(mc_probs: torch.Tensor, split: torch.Tensor, k: int, num
                                    generator=generator)
         return torch.log(probs[i].T).index_select(0, labels.to(dev))
 
-    for step in range(min(k, n)):
-        if step < sampling_index:
-            ratio = torch.exp(torch.log(exact) - log_max[:, None])
-            a = (ratio[:kk] * ratio[kk:])[cols]  # (K', C^|A|)
-            w = exact.sum(dim=1) / s2
-            g = exact @ a.T / s2
-        else:
-            if log_joint is None:
-                log_joint = torch.zeros((num_joint_samples, s2), dtype=torch.float64, device=dev)
-                for i in picks:
-                    log_joint += draw(i)
-            q = torch.softmax(log_joint, dim=1)
-            la = torch.index_select(log_joint, 1, pair_cols) - log_max[pair_cols]  # only the split pairs
-            a = torch.exp(la[:, :n_cut] + la[:, n_cut:])  # (M, K')
-            w = q.mean(dim=0)
-            g = q.to(dtype).T @ a.to(dtype) / num_joint_samples  # (2K, K'), in `dtype` as the scores
-        score = _scores(pt, psum, cut, w, g, h, kk, chunk)
-        score[~available] = -float("inf")
-        i = int(torch.argmax(score))
-        picks.append(i)
-        scores.append(float(score[i]))
-        available[i] = False
-        log_max += torch.log(pmax[i])
-        if step + 1 < sampling_index:
-            exact = (exact[:, :, None] * probs[i][:, None, :]).reshape(s2, -1)
-        elif log_joint is not None and step + 1 < min(k, n):
-            log_joint += draw(i)
+    # the scores' chunks shared among torch's threads (threads inside each ~10 ms operation would meet at a
+    # barrier after each: on a busy machine one descheduled thread stalls them all)
+    workers = torch.get_num_threads()
+    with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        for step in range(min(k, n)):
+            if step < sampling_index:
+                ratio = torch.exp(torch.log(exact) - log_max[:, None])
+                a = (ratio[:kk] * ratio[kk:])[cols]  # (K', C^|A|)
+                w = exact.sum(dim=1) / s2
+                g = exact @ a.T / s2
+            else:
+                if log_joint is None:
+                    log_joint = torch.zeros((num_joint_samples, s2), dtype=torch.float64, device=dev)
+                    for i in picks:
+                        log_joint += draw(i)
+                q = torch.softmax(log_joint, dim=1)
+                la = torch.index_select(log_joint, 1, pair_cols) - log_max[pair_cols]  # only the split pairs
+                a = torch.exp(la[:, :n_cut] + la[:, n_cut:])  # (M, K')
+                w = q.mean(dim=0)
+                g = q.to(dtype).T @ a.to(dtype) / num_joint_samples  # (2K, K'), in `dtype` as the scores
+            score = _scores(pt, psum, cut, w, g, h, kk, chunk, pool)
+            score[~available] = -float("inf")
+            i = int(torch.argmax(score))
+            picks.append(i)
+            scores.append(float(score[i]))
+            available[i] = False
+            log_max += torch.log(pmax[i])
+            if step + 1 < sampling_index:
+                exact = (exact[:, :, None] * probs[i][:, None, :]).reshape(s2, -1)
+            elif log_joint is not None and step + 1 < min(k, n):
+                log_joint += draw(i)
     return np.asarray(picks, dtype=np.int64), np.asarray(scores)
 
 
