@@ -36,13 +36,12 @@ References: arXiv:2106.09675
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import torch
 
 from al_bench import ConfigError
 from al_bench.strategies.base import SelectionContext, Strategy
+from al_bench.strategies.common.blocks import BlockPool
 
 
 def project(emb: torch.Tensor, dim: int) -> torch.Tensor:
@@ -153,8 +152,8 @@ def bait_batch(probs: torch.Tensor, emb: torch.Tensor, is_labeled: np.ndarray, k
 
     def sweep(ex, bx, sx, rx, upd: tuple | None, gain_sign: float | None, out: torch.Tensor) -> None:
         """Block by block of `chunk` rows (kept in cache): apply a step's update (from `prepare`) to S and R
-        in place, then write the next step's gains (sign `gain_sign`) into `out`. The blocks are shared
-        among `workers` threads (disjoint rows)."""
+        in place, then write the next step's gains (sign `gain_sign`) into `out`, the blocks shared among the
+        pool's threads."""
 
         def work(starts: list[int]) -> None:
             for s0 in starts:
@@ -172,20 +171,9 @@ def bait_batch(probs: torch.Tensor, emb: torch.Tensor, is_labeled: np.ndarray, k
                 if gain_sign is not None:
                     out[sl] = gain(gain_sign, s_blk, r_blk)
 
-        starts = list(range(0, len(ex), chunk))
-        if pool is None or len(starts) < 2:
-            work(starts)
-        else:
-            list(pool.map(work, [starts[i::workers] for i in range(workers)]))
+        pool.run(work, list(range(0, len(ex), chunk)))
 
-    # Each block's operations are small (10 x 10 matrices, ~1 ms): threads inside every operation would meet
-    # at a barrier after each (a thread descheduled on a busy machine stalls them all), so the torch threads
-    # work on separate blocks instead, each operation on one thread (the same arithmetic as on one thread).
-    workers = torch.get_num_threads()
-    pool = ThreadPoolExecutor(workers) if workers > 1 and n > chunk else None
-    if pool is not None:
-        torch.set_num_threads(1)
-    try:
+    with BlockPool() as pool:  # the threads take separate blocks (see common/blocks.py)
         chosen = torch.zeros(n, dtype=torch.bool, device=dev)
         order: list[int] = []
         gains: list[float] = []
@@ -215,10 +203,6 @@ def bait_batch(probs: torch.Tensor, emb: torch.Tensor, is_labeled: np.ndarray, k
                 upd = prepare(bc[j], ec[j], sc[j], -1.0)
                 sweep(ec, bc, sc, rc, upd, -1.0 if len(order) > k else None, g)
         return rows[order].cpu().numpy().astype(np.int64), np.asarray(gains)
-    finally:
-        if pool is not None:
-            pool.shutdown()
-            torch.set_num_threads(workers)
 
 
 def bait_select(probs: torch.Tensor, emb: torch.Tensor, is_labeled: np.ndarray, k: int, lam: float = 1.0,

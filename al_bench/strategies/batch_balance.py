@@ -39,8 +39,6 @@ References: arXiv:2112.13737
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from typing import Literal
 
 import numpy as np
@@ -50,13 +48,14 @@ from al_bench import ConfigError
 from al_bench.schema import NonNegativeFloat, NonNegativeInt, PositiveInt
 from al_bench.strategies.balance import Balance, pair_ratio
 from al_bench.strategies.base import SelectionContext
+from al_bench.strategies.common.blocks import BlockPool
 
 
 def _scores(pt: torch.Tensor, psum: torch.Tensor, cut: torch.Tensor, w: torch.Tensor, g: torch.Tensor,
-            h: float, k: int, chunk: int, pool: ThreadPoolExecutor | None = None) -> torch.Tensor:
+            h: float, k: int, chunk: int, pool: BlockPool | None = None) -> torch.Tensor:
     """1/K sum_y sum_j p_j(y) [W_j H - sum_k G_jk cut_k(y)] for pt (N, C, 2K) = p_j(y), cut (N, C, K') =
-    b_k(y) and G (2K, K') over the K' split pairs: one (N C, 2K) x (2K, K') product per chunk. With a
-    pool, its threads take disjoint chunks, each operation on one thread (the same arithmetic)."""
+    b_k(y) and G (2K, K') over the K' split pairs: one (N C, 2K) x (2K, K') product per chunk, the chunks
+    shared among the pool's threads."""
     n, c, _ = pt.shape
     out = torch.empty(n, dtype=torch.float64, device=pt.device)
     g = g.to(pt.dtype)
@@ -69,15 +68,10 @@ def _scores(pt: torch.Tensor, psum: torch.Tensor, cut: torch.Tensor, w: torch.Te
             out[start:start + chunk] = (h * (psum[start:start + chunk] @ w) - second) / k
 
     starts = list(range(0, n, chunk))
-    if pool is None or len(starts) < 2:
+    if pool is None:
         work(starts)
-        return out
-    workers = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        list(pool.map(work, [starts[i::workers] for i in range(workers)]))
-    finally:
-        torch.set_num_threads(workers)
+    else:
+        pool.run(work, starts)
     return out
 
 
@@ -113,10 +107,7 @@ def batch_balance_batch(mc_probs: torch.Tensor, split: torch.Tensor, k: int, num
                                    generator=generator)
         return torch.log(probs[i].T).index_select(0, labels.to(dev))
 
-    # the scores' chunks shared among torch's threads (threads inside each ~10 ms operation would meet at a
-    # barrier after each: on a busy machine one descheduled thread stalls them all)
-    workers = torch.get_num_threads()
-    with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+    with BlockPool() as pool:  # the threads take separate chunks of the scores (see common/blocks.py)
         for step in range(min(k, n)):
             if step < sampling_index:
                 ratio = torch.exp(torch.log(exact) - log_max[:, None])

@@ -31,6 +31,7 @@ import torch
 
 from al_bench import ConfigError
 from al_bench.strategies.base import SelectionContext, Strategy
+from al_bench.strategies.common.blocks import BlockPool
 from al_bench.strategies.common.mc_dropout import (
     check_mc_samples,
     consistent_mc_probs,
@@ -41,23 +42,32 @@ from al_bench.strategies.common.uncertainty import entropy
 
 
 def joint_entropy(configs: torch.Tensor, weights: torch.Tensor, probs: torch.Tensor,
-                  chunk_elems: int = 1 << 18) -> torch.Tensor:
+                  chunk_elems: int = 1 << 18, pool: BlockPool | None = None) -> torch.Tensor:
     """H(y_A, y_n) for every candidate n: -sum_{m,y} weights_m p(y^m_A, y_n = y) log p(y^m_A, y_n = y),
     with configs (M, S) = p(y^m_A | w_s) and probs (N, S, C) = p(y_n | w_s).
 
     Per block of candidates: one (M, S) x (S, b C) product gives the joint probabilities (the 1/S folded
     into configs), p log p in place (xlogy: 0 at p = 0), the sum over y, then the weighted sum over the M
-    configurations as one (M,) x (M, b) product; blocks of `chunk_elems` joint probabilities stay in cache."""
+    configurations as one (M,) x (M, b) product; blocks of `chunk_elems` joint probabilities stay in cache
+    and are shared among the pool's threads."""
     n, s, c = probs.shape
     m = configs.shape[0]
     scaled = configs / s
     flat = probs.permute(1, 0, 2).reshape(s, n * c)  # (S, N C)
     out = torch.empty(n, dtype=torch.float64, device=probs.device)
     step = max(1, chunk_elems // (m * c))
-    for start in range(0, n, step):
-        pj = scaled @ flat[:, start * c:(start + step) * c]  # (M, b C)
-        torch.special.xlogy(pj, pj, out=pj)
-        out[start:start + step] = -(weights @ pj.view(m, -1, c).sum(2))
+
+    def work(starts: list[int]) -> None:
+        for start in starts:
+            pj = scaled @ flat[:, start * c:(start + step) * c]  # (M, b C)
+            torch.special.xlogy(pj, pj, out=pj)
+            out[start:start + step] = -(weights @ pj.view(m, -1, c).sum(2))
+
+    starts = list(range(0, n, step))
+    if pool is None:
+        work(starts)
+    else:
+        pool.run(work, starts)
     return out
 
 
@@ -88,22 +98,23 @@ def batchbald_batch(mc_probs: torch.Tensor, k: int, num_joint_samples: int, gene
     available = torch.ones(n, dtype=torch.bool, device=probs.device)
     picks: list[int] = []
     scores: list[float] = []
-    for _ in range(min(k, n)):
-        if c ** len(picks) <= num_joint_samples:
-            ones = torch.ones(exact.shape[0], dtype=torch.float64, device=probs.device)
-            h = joint_entropy(exact, ones, probs, chunk_elems)
-        else:  # importance weights 1 / (M p(y^m_A)) for configurations drawn from p(y_A)
-            configs, log_scale = sample_configs(probs, picks, num_joint_samples, generator)
-            weights = s / (configs.shape[0] * configs.sum(dim=1))
-            h = joint_entropy(configs, weights, probs, chunk_elems) - log_scale.mean()
-        score = h - cond - cond[picks].sum()
-        score[~available] = -float("inf")
-        i = int(torch.argmax(score))
-        picks.append(i)
-        scores.append(float(score[i]))
-        available[i] = False
-        if c ** len(picks) <= num_joint_samples:
-            exact = (exact[:, None, :] * probs[i].T[None, :, :]).reshape(-1, s)
+    with BlockPool() as pool:  # the threads take separate blocks of candidates (see common/blocks.py)
+        for _ in range(min(k, n)):
+            if c ** len(picks) <= num_joint_samples:
+                ones = torch.ones(exact.shape[0], dtype=torch.float64, device=probs.device)
+                h = joint_entropy(exact, ones, probs, chunk_elems, pool)
+            else:  # importance weights 1 / (M p(y^m_A)) for configurations drawn from p(y_A)
+                configs, log_scale = sample_configs(probs, picks, num_joint_samples, generator)
+                weights = s / (configs.shape[0] * configs.sum(dim=1))
+                h = joint_entropy(configs, weights, probs, chunk_elems, pool) - log_scale.mean()
+            score = h - cond - cond[picks].sum()
+            score[~available] = -float("inf")
+            i = int(torch.argmax(score))
+            picks.append(i)
+            scores.append(float(score[i]))
+            available[i] = False
+            if c ** len(picks) <= num_joint_samples:
+                exact = (exact[:, None, :] * probs[i].T[None, :, :]).reshape(-1, s)
     return np.asarray(picks, dtype=np.int64), np.asarray(scores)
 
 
