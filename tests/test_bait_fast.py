@@ -1,6 +1,7 @@
 """BAIT's low-rank greedy (only the (N, c, c) blocks V_x^T A V_x and V_x^T A F A V_x are kept, updated
-from A = M^-1) against the definition: at every step each candidate's trace change computed from an
-explicit (C d x C d) inverse of M + V_x V_x^T (forward) or M - V_x V_x^T (backward)."""
+from A = M^-1; a forward step's exact gains only where the bound tr(R_x) can reach the best) against the
+definition: at every step each candidate's trace change computed from an explicit (C d x C d) inverse of
+M + V_x V_x^T (forward) or M - V_x V_x^T (backward)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from al_bench.strategies import bait
 from al_bench.strategies.bait import bait_batch
 
 
@@ -54,11 +56,14 @@ CASES = [  # (n, C, D, n_lab, k, lam, top_classes, proj_dim, seed)
     (40, 4, 3, 5, 6, 1.0, 4, 3, 0),  # exact: every label, every dimension
     (45, 5, 6, 4, 5, 0.1, 3, 4, 1),  # top_classes < C and proj_dim < D
     (36, 3, 5, 0, 7, 0.01, 2, 2, 2),  # no labeled set, a small ridge
+    (160, 3, 2, 10, 6, 1.0, 3, 2, 4),  # more candidates than the 32 exact gains a forward step starts from
 ]
 
 
+@pytest.mark.parametrize("first", [1, 32])  # exact gains from the largest bound only: the rest by the bound
 @pytest.mark.parametrize("case", CASES)
-def test_low_rank_greedy_equals_explicit_inverses(case):
+def test_low_rank_greedy_equals_explicit_inverses(case, first, monkeypatch):
+    monkeypatch.setattr(bait, "EXACT_FIRST", first)
     n, c, d, n_lab, k, lam, top, dim, seed = case
     torch.manual_seed(seed)
     probs = torch.softmax(2 * torch.randn(n, c), 1)
