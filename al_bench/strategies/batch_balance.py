@@ -30,9 +30,12 @@ batches). The exact phase holds C^|A| configurations: keep `sampling_index` smal
 
 Cost per greedy step: O(M K K') for G plus O(N C K K') for the scores, K' <= K the split pairs (one
 (N C, 2K) x (2K, K') product, in `dtype`: float32 by default, as the authors compute); k steps in all:
-O(k K K' (M + N C)). Memory O(N K C + M K) plus a chunk. With N = 10k, K = K' = 100, C = 10 that is
-4e9 flops per step: 0.14 s of 2 CPU threads, so k = 1,000 takes about 140 s (like batchbald); with
-`mc_samples: 20` the product is 25 times smaller and the O(N C K + M K) rest dominates: 0.06 s per step.
+O(k K K' (M + N C)). Memory O(N K C + M K) plus a chunk. With N = 10k, K = 100, C = 10 and K' = 86
+split pairs that is 1.7e9 multiply-adds per step (the (N C, 2K) x (2K, K') float32 product, ~50 ms of
+one CPU thread at ~64 GFLOP/s on the shared VM) plus ~20 ms for the (M, 2K) configuration matrices
+(softmax, exp, the (2K, M) x (M, K') product): k = 1,000 is ~70 s of one thread, measured 124 s of CPU
+time on 2 threads of the loaded VM. The scores' chunks are shared among torch's threads (common/blocks.py);
+with `mc_samples: 20` the product is 25 times smaller and the O(N C K + M K) rest dominates.
 
 References: arXiv:2112.13737
 """

@@ -18,8 +18,15 @@ Choices: the S weight samples are S dropout masks on the head shared by all cand
 configuration is drawn per weight sample (the authors' code draws none).
 
 Cost per greedy step: time O(N M S C) (+ O(|A| S M) to redraw the configurations), memory
-O(N S C + M S + |A| M) plus a chunk of the (N, M, C) joint; k steps in all. With M = 10,000, S = 20,
-C = 10 that is 2e10 multiply-adds per step for N = 10k.
+O(N S C + M S + |A| M) plus a block of the (M, N C) joint; k steps in all. With M = 10,000, S = 20,
+C = 10 and N = 10k that is 2e10 multiply-adds and 1e9 p log p per step: 8.5 s of one CPU thread on the
+shared 2-core VM (about 9 GFLOP/s for the product, 3-4 ns per p log p), so k = 1,000 takes over an hour
+on 2 threads; 60 s covers about a dozen steps at M = 10,000 (the first four, with C^|A| <= 1,000 exact
+configurations, are cheap), or M of about 100 (`num_joint_samples`) for k = 1,000 (M = 200: 0.15 s a
+step on one thread). The authors' code does the same work per step (batchbald_redux's
+SampledJointEntropy.compute_batch, an (M, S) x (S, C) product per candidate, and DynamicJointEntropy
+redraws the configurations of every pick at every step), so nothing carries over between steps: keeping
+the picks' joint as an (M, S) matrix updated per pick would change the draws, hence the picks.
 
 References: arXiv:1906.08158
 """
