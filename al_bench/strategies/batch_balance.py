@@ -30,9 +30,12 @@ batches). The exact phase holds C^|A| configurations: keep `sampling_index` smal
 
 Cost per greedy step: O(M K K') for G plus O(N C K K') for the scores, K' <= K the split pairs (one
 (N C, 2K) x (2K, K') product, in `dtype`: float32 by default, as the authors compute); k steps in all:
-O(k K K' (M + N C)). Memory O(N K C + M K) plus a chunk. With N = 10k, K = K' = 100, C = 10 that is
-4e9 flops per step: 0.14 s of 2 CPU threads, so k = 1,000 takes about 140 s (like batchbald); with
-`mc_samples: 20` the product is 25 times smaller and the O(N C K + M K) rest dominates: 0.06 s per step.
+O(k K K' (M + N C)). Memory O(N K C + M K) plus a chunk. With N = 10k, K = 100, C = 10 and K' = 86
+split pairs that is 1.7e9 multiply-adds per step (the (N C, 2K) x (2K, K') float32 product, ~50 ms of
+one CPU thread at ~64 GFLOP/s on the shared VM) plus ~20 ms for the (M, 2K) configuration matrices
+(softmax, exp, the (2K, M) x (M, K') product): k = 1,000 is ~70 s of one thread, measured 124 s of CPU
+time on 2 threads of the loaded VM. The scores' chunks are shared among torch's threads (common/blocks.py);
+with `mc_samples: 20` the product is 25 times smaller and the O(N C K + M K) rest dominates.
 
 References: arXiv:2112.13737
 """
@@ -48,26 +51,36 @@ from al_bench import ConfigError
 from al_bench.schema import NonNegativeFloat, NonNegativeInt, PositiveInt
 from al_bench.strategies.balance import Balance, pair_ratio
 from al_bench.strategies.base import SelectionContext
+from al_bench.strategies.common.blocks import BlockPool
 
 
 def _scores(pt: torch.Tensor, psum: torch.Tensor, cut: torch.Tensor, w: torch.Tensor, g: torch.Tensor,
-            h: float, k: int, chunk: int) -> torch.Tensor:
+            h: float, k: int, chunk: int, pool: BlockPool | None = None) -> torch.Tensor:
     """1/K sum_y sum_j p_j(y) [W_j H - sum_k G_jk cut_k(y)] for pt (N, C, 2K) = p_j(y), cut (N, C, K') =
-    b_k(y) and G (2K, K') over the K' split pairs: one (N C, 2K) x (2K, K') product per chunk."""
+    b_k(y) and G (2K, K') over the K' split pairs: one (N C, 2K) x (2K, K') product per chunk, the chunks
+    shared among the pool's threads."""
     n, c, _ = pt.shape
     out = torch.empty(n, dtype=torch.float64, device=pt.device)
     g = g.to(pt.dtype)
-    for start in range(0, n, chunk):
-        rows = pt[start:start + chunk]
-        t = (rows.reshape(-1, rows.shape[2]) @ g).view(rows.shape[0], c, -1)  # sum_j p_j(y) G_jk
-        second = (t * cut[start:start + chunk]).sum(dim=(1, 2)).double()
-        out[start:start + chunk] = (h * (psum[start:start + chunk] @ w) - second) / k
+
+    def work(starts: list[int]) -> None:
+        for start in starts:
+            rows = pt[start:start + chunk]
+            t = (rows.reshape(-1, rows.shape[2]) @ g).view(rows.shape[0], c, -1)  # sum_j p_j(y) G_jk
+            second = (t * cut[start:start + chunk]).sum(dim=(1, 2)).double()
+            out[start:start + chunk] = (h * (psum[start:start + chunk] @ w) - second) / k
+
+    starts = list(range(0, n, chunk))
+    if pool is None:
+        work(starts)
+    else:
+        pool.run(work, starts)
     return out
 
 
 def batch_balance_batch(mc_probs: torch.Tensor, split: torch.Tensor, k: int, num_joint_samples: int = 10000,
                         sampling_index: int = 2, generator: torch.Generator | None = None,
-                        dtype: torch.dtype = torch.float32, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+                        dtype: torch.dtype = torch.float32, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Positions of k candidates chosen greedily by Batch-BALanCe from mc_probs (N, 2K, C) (pairs k
     and K + k) and split (K,), and each pick's score at its step."""
     probs = mc_probs.double()
@@ -80,6 +93,7 @@ def batch_balance_batch(mc_probs: torch.Tensor, split: torch.Tensor, k: int, num
     pt = probs.transpose(1, 2).to(dtype).contiguous()  # (N, C, 2K)
     psum = probs.sum(dim=2)  # (N, 2K), 1 for normalised rows
     cols = torch.nonzero(split).flatten()  # only the pairs split into two classes can be cut
+    pair_cols, n_cut = torch.cat([cols, cols + kk]), len(cols)
     cut = pair_ratio(probs)[:, cols].transpose(1, 2).to(dtype).contiguous()  # (N, C, K'), split_k = 1
     available = torch.ones(n, dtype=torch.bool, device=dev)
     picks: list[int] = []
@@ -89,38 +103,41 @@ def batch_balance_batch(mc_probs: torch.Tensor, split: torch.Tensor, k: int, num
     log_max = torch.zeros(s2, dtype=torch.float64, device=dev)  # log prod_i max_y p(y_i | w_j)
 
     def draw(i: int) -> torch.Tensor:
+        """log p(y^m_i | w_j) (M, 2K) for M labels drawn from pick i's mean prediction: rows of the (C, 2K)
+        table of its log probabilities (a row gather, not M x 2K scattered reads)."""
         mean = probs[i].mean(dim=0)
         labels = torch.multinomial((mean / mean.sum()).cpu(), num_joint_samples, replacement=True,
                                    generator=generator)
-        return torch.log(probs[i][:, labels.to(dev)]).T
+        return torch.log(probs[i].T).index_select(0, labels.to(dev))
 
-    for step in range(min(k, n)):
-        if step < sampling_index:
-            ratio = torch.exp(torch.log(exact) - log_max[:, None])
-            a = (ratio[:kk] * ratio[kk:])[cols]  # (K', C^|A|)
-            w = exact.sum(dim=1) / s2
-            g = exact @ a.T / s2
-        else:
-            if log_joint is None:
-                log_joint = torch.zeros((num_joint_samples, s2), dtype=torch.float64, device=dev)
-                for i in picks:
-                    log_joint += draw(i)
-            q = torch.softmax(log_joint, dim=1)
-            la = log_joint - log_max
-            a = torch.exp(la[:, :kk] + la[:, kk:])[:, cols]  # (M, K')
-            w = q.mean(dim=0)
-            g = q.T.to(dtype) @ a.to(dtype) / num_joint_samples  # (2K, K'), in `dtype` as the scores
-        score = _scores(pt, psum, cut, w, g, h, kk, chunk)
-        score[~available] = -float("inf")
-        i = int(torch.argmax(score))
-        picks.append(i)
-        scores.append(float(score[i]))
-        available[i] = False
-        log_max += torch.log(pmax[i])
-        if step + 1 < sampling_index:
-            exact = (exact[:, :, None] * probs[i][:, None, :]).reshape(s2, -1)
-        elif log_joint is not None and step + 1 < min(k, n):
-            log_joint += draw(i)
+    with BlockPool() as pool:  # the threads take separate chunks of the scores (see common/blocks.py)
+        for step in range(min(k, n)):
+            if step < sampling_index:
+                ratio = torch.exp(torch.log(exact) - log_max[:, None])
+                a = (ratio[:kk] * ratio[kk:])[cols]  # (K', C^|A|)
+                w = exact.sum(dim=1) / s2
+                g = exact @ a.T / s2
+            else:
+                if log_joint is None:
+                    log_joint = torch.zeros((num_joint_samples, s2), dtype=torch.float64, device=dev)
+                    for i in picks:
+                        log_joint += draw(i)
+                q = torch.softmax(log_joint, dim=1)
+                la = torch.index_select(log_joint, 1, pair_cols) - log_max[pair_cols]  # only the split pairs
+                a = torch.exp(la[:, :n_cut] + la[:, n_cut:])  # (M, K')
+                w = q.mean(dim=0)
+                g = q.to(dtype).T @ a.to(dtype) / num_joint_samples  # (2K, K'), in `dtype` as the scores
+            score = _scores(pt, psum, cut, w, g, h, kk, chunk, pool)
+            score[~available] = -float("inf")
+            i = int(torch.argmax(score))
+            picks.append(i)
+            scores.append(float(score[i]))
+            available[i] = False
+            log_max += torch.log(pmax[i])
+            if step + 1 < sampling_index:
+                exact = (exact[:, :, None] * probs[i][:, None, :]).reshape(s2, -1)
+            elif log_joint is not None and step + 1 < min(k, n):
+                log_joint += draw(i)
     return np.asarray(picks, dtype=np.int64), np.asarray(scores)
 
 

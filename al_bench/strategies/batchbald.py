@@ -18,8 +18,15 @@ Choices: the S weight samples are S dropout masks on the head shared by all cand
 configuration is drawn per weight sample (the authors' code draws none).
 
 Cost per greedy step: time O(N M S C) (+ O(|A| S M) to redraw the configurations), memory
-O(N S C + M S + |A| M) plus a chunk of the (N, M, C) joint; k steps in all. With M = 10,000, S = 20,
-C = 10 that is 2e10 multiply-adds per step for N = 10k.
+O(N S C + M S + |A| M) plus a block of the (M, N C) joint; k steps in all. With M = 10,000, S = 20,
+C = 10 and N = 10k that is 2e10 multiply-adds and 1e9 p log p per step: 8.5 s of one CPU thread on the
+shared 2-core VM (about 9 GFLOP/s for the product, 3-4 ns per p log p), so k = 1,000 takes over an hour
+on 2 threads; 60 s covers about a dozen steps at M = 10,000 (the first four, with C^|A| <= 1,000 exact
+configurations, are cheap), or M of about 100 (`num_joint_samples`) for k = 1,000 (M = 200: 0.15 s a
+step on one thread). The authors' code does the same work per step (batchbald_redux's
+SampledJointEntropy.compute_batch, an (M, S) x (S, C) product per candidate, and DynamicJointEntropy
+redraws the configurations of every pick at every step), so nothing carries over between steps: keeping
+the picks' joint as an (M, S) matrix updated per pick would change the draws, hence the picks.
 
 References: arXiv:1906.08158
 """
@@ -31,6 +38,7 @@ import torch
 
 from al_bench import ConfigError
 from al_bench.strategies.base import SelectionContext, Strategy
+from al_bench.strategies.common.blocks import BlockPool
 from al_bench.strategies.common.mc_dropout import (
     check_mc_samples,
     consistent_mc_probs,
@@ -41,15 +49,32 @@ from al_bench.strategies.common.uncertainty import entropy
 
 
 def joint_entropy(configs: torch.Tensor, weights: torch.Tensor, probs: torch.Tensor,
-                  chunk_elems: int = 1 << 22) -> torch.Tensor:
+                  chunk_elems: int = 1 << 18, pool: BlockPool | None = None) -> torch.Tensor:
     """H(y_A, y_n) for every candidate n: -sum_{m,y} weights_m p(y^m_A, y_n = y) log p(y^m_A, y_n = y),
-    with configs (M, S) = p(y^m_A | w_s) and probs (N, S, C) = p(y_n | w_s)."""
+    with configs (M, S) = p(y^m_A | w_s) and probs (N, S, C) = p(y_n | w_s).
+
+    Per block of candidates: one (M, S) x (S, b C) product gives the joint probabilities (the 1/S folded
+    into configs), p log p in place (xlogy: 0 at p = 0), the sum over y, then the weighted sum over the M
+    configurations as one (M,) x (M, b) product; blocks of `chunk_elems` joint probabilities stay in cache
+    and are shared among the pool's threads."""
     n, s, c = probs.shape
+    m = configs.shape[0]
+    scaled = configs / s
+    flat = probs.permute(1, 0, 2).reshape(s, n * c)  # (S, N C)
     out = torch.empty(n, dtype=torch.float64, device=probs.device)
-    step = max(1, chunk_elems // (configs.shape[0] * c))
-    for start in range(0, n, step):
-        pj = torch.einsum("ms,nsy->nmy", configs, probs[start:start + step]) / s
-        out[start:start + step] = -(weights[None, :, None] * pj * torch.log(pj.clamp_min(1e-300))).sum(dim=(1, 2))
+    step = max(1, chunk_elems // (m * c))
+
+    def work(starts: list[int]) -> None:
+        for start in starts:
+            pj = scaled @ flat[:, start * c:(start + step) * c]  # (M, b C)
+            torch.special.xlogy(pj, pj, out=pj)
+            out[start:start + step] = -(weights @ pj.view(m, -1, c).sum(2))
+
+    starts = list(range(0, n, step))
+    if pool is None:
+        work(starts)
+    else:
+        pool.run(work, starts)
     return out
 
 
@@ -62,14 +87,15 @@ def sample_configs(probs: torch.Tensor, picks: list[int], m: int, generator: tor
     labels = torch.multinomial(p.reshape(a * s, c), per, replacement=True, generator=generator)
     labels = labels.view(a, s * per)  # row j * per + r: drawn under w_j
     log_p = torch.zeros((s * per, s), dtype=torch.float64, device=probs.device)
+    log_t = torch.log(p.transpose(1, 2))  # (A, C, S): a row per label, gathered per configuration
     for i in range(a):
-        log_p += torch.log(p[i][:, labels[i]].T)  # 0 only where the label could not have been drawn
+        log_p += log_t[i].index_select(0, labels[i])  # -inf only where the label could not have been drawn
     log_scale = log_p.max(dim=1).values
     return torch.exp(log_p - log_scale[:, None]), log_scale
 
 
 def batchbald_batch(mc_probs: torch.Tensor, k: int, num_joint_samples: int, generator: torch.Generator | None = None,
-                    chunk_elems: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
+                    chunk_elems: int = 1 << 18) -> tuple[np.ndarray, np.ndarray]:
     """Positions of k candidates chosen greedily by BatchBALD from mc_probs (N, S, C), and each pick's
     score I(y_A, y_n; w) (the authors' candidate_scores)."""
     probs = mc_probs.double()
@@ -79,22 +105,23 @@ def batchbald_batch(mc_probs: torch.Tensor, k: int, num_joint_samples: int, gene
     available = torch.ones(n, dtype=torch.bool, device=probs.device)
     picks: list[int] = []
     scores: list[float] = []
-    for _ in range(min(k, n)):
-        if c ** len(picks) <= num_joint_samples:
-            ones = torch.ones(exact.shape[0], dtype=torch.float64, device=probs.device)
-            h = joint_entropy(exact, ones, probs, chunk_elems)
-        else:  # importance weights 1 / (M p(y^m_A)) for configurations drawn from p(y_A)
-            configs, log_scale = sample_configs(probs, picks, num_joint_samples, generator)
-            weights = s / (configs.shape[0] * configs.sum(dim=1))
-            h = joint_entropy(configs, weights, probs, chunk_elems) - log_scale.mean()
-        score = h - cond - cond[picks].sum()
-        score[~available] = -float("inf")
-        i = int(torch.argmax(score))
-        picks.append(i)
-        scores.append(float(score[i]))
-        available[i] = False
-        if c ** len(picks) <= num_joint_samples:
-            exact = (exact[:, None, :] * probs[i].T[None, :, :]).reshape(-1, s)
+    with BlockPool() as pool:  # the threads take separate blocks of candidates (see common/blocks.py)
+        for _ in range(min(k, n)):
+            if c ** len(picks) <= num_joint_samples:
+                ones = torch.ones(exact.shape[0], dtype=torch.float64, device=probs.device)
+                h = joint_entropy(exact, ones, probs, chunk_elems, pool)
+            else:  # importance weights 1 / (M p(y^m_A)) for configurations drawn from p(y_A)
+                configs, log_scale = sample_configs(probs, picks, num_joint_samples, generator)
+                weights = s / (configs.shape[0] * configs.sum(dim=1))
+                h = joint_entropy(configs, weights, probs, chunk_elems, pool) - log_scale.mean()
+            score = h - cond - cond[picks].sum()
+            score[~available] = -float("inf")
+            i = int(torch.argmax(score))
+            picks.append(i)
+            scores.append(float(score[i]))
+            available[i] = False
+            if c ** len(picks) <= num_joint_samples:
+                exact = (exact[:, None, :] * probs[i].T[None, :, :]).reshape(-1, s)
     return np.asarray(picks, dtype=np.int64), np.asarray(scores)
 
 
