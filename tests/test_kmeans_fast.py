@@ -6,44 +6,10 @@ computation written out below (numpy's rng.choice, every distance of every row i
 import numpy as np
 import pytest
 import torch
+from test_clustering_fast import full_sq_dists, plain_kmeans, plain_kmeans_pp  # the straightforward versions
 
 from al_bench.strategies.common import clustering
 from al_bench.strategies.common.clustering import _draw, kmeans, kmeans_pp
-
-
-def full_sq_dists(x, c):
-    return ((x * x).sum(1, keepdim=True) + (c * c).sum(1)[None] - 2.0 * x @ c.T).clamp_min(0.0)
-
-
-def plain_kmeans_pp(x, k, rng):
-    n = x.shape[0]
-    idx = [int(rng.integers(n))]
-    dist = full_sq_dists(x, x[idx[0]][None])[:, 0]
-    for _ in range(k - 1):
-        w = dist.numpy()
-        i = int(rng.choice(n, p=w / w.sum())) if w.sum() > 0 else int(rng.integers(n))
-        idx.append(i)
-        dist = torch.minimum(dist, full_sq_dists(x, x[i][None])[:, 0])
-    return x[idx].clone()
-
-
-def plain_kmeans(x, k, rng, n_init, max_iter, tol):
-    best = None
-    for _ in range(n_init):
-        centres = plain_kmeans_pp(x, k, rng)
-        for _ in range(max_iter):
-            labels = full_sq_dists(x, centres).min(dim=1).indices
-            sums = torch.zeros_like(centres).index_add_(0, labels, x)
-            counts = torch.bincount(labels, minlength=k).to(x.dtype)
-            new = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
-            shift = (new - centres).pow(2).sum()
-            centres = new
-            if shift <= tol * x.var(dim=0).sum().clamp_min(1e-30):
-                break
-        d, labels = full_sq_dists(x, centres).min(dim=1)
-        if best is None or float(d.sum()) < best[0]:
-            best = (float(d.sum()), centres, labels)
-    return best[1], best[2]
 
 
 def embeddings(n, d, groups, seed):

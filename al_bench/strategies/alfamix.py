@@ -43,7 +43,8 @@ from torch import nn
 
 from al_bench import ConfigError
 from al_bench.strategies.base import SelectionContext, Strategy
-from al_bench.strategies.common.clustering import kmeans, single_thread
+from al_bench.strategies.common.blocks import single_thread
+from al_bench.strategies.common.clustering import kmeans
 
 # (eps, shape) -> the starting alpha of the learned search (any float dtype: rounded to the embeddings')
 AlphaInit = Callable[[float, tuple], torch.Tensor]

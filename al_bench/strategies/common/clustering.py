@@ -7,10 +7,12 @@ beyond the inputs (tests/test_coreset_scale.py).
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 import numpy as np
 import torch
+
+from al_bench.strategies.common.blocks import single_thread
 
 BLOCK = 2048  # rows (and centres) per block of the initial distances: 16 MB of float32 at most
 
@@ -184,17 +186,6 @@ def _seed_screen(x: torch.Tensor, x_sq: torch.Tensor, k: int) -> _SeedScreen | N
     return _SeedScreen(x, x_sq, min(SEED_RANK, d // 2))
 
 
-@contextmanager
-def single_thread():
-    """torch on one thread inside (restored after): the seeding's k sequential steps are each a few
-    sub-millisecond operations, which two threads do not speed up on a quiet machine and slow down
-    ten-fold on a loaded one (every parallel region waits for a descheduled thread)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def kmeans_pp(x: torch.Tensor, k: int, rng: np.random.Generator, x_sq: torch.Tensor | None = None,

@@ -31,12 +31,11 @@ threads only add overhead.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 
 from al_bench import ConfigError
+from al_bench.strategies.common.blocks import single_thread
 from al_bench.strategies.common.clustering import kmeans
 
 BLOCK = 4096  # candidate rows per SPN evaluation: bounds the per-node activations held at once
@@ -65,16 +64,6 @@ def project(x: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor | None) -> 
     return (x - mean) if basis is None else (x - mean) @ basis
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """LearnSPN runs thousands of tiny tensor ops (RDC: 20 x 20 matrices); with more threads each op
-    pays the threads' synchronisation: 10x slower per RDC on 2 busy cores than on 1 (measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _two_clusters(rng: np.random.Generator):
@@ -162,7 +151,7 @@ def spn_log_probs(emb_labeled: torch.Tensor, y_labeled: torch.Tensor, emb: torch
                   rng: np.random.Generator, pca_dims: int | None, min_instances_slice: int,
                   rdc_threshold: float) -> torch.Tensor:
     """log p(y | x) (N, C) of an SPN learned on the labeled (embedding, label) pairs, at the rows of `emb`."""
-    with _one_thread():
+    with single_thread():
         x_lab = emb_labeled.double().cpu()
         mean, basis = pca_projection(x_lab, pca_dims)
         spns, log_prior = fit_class_spns(project(x_lab, mean, basis), y_labeled, num_classes, rng,
