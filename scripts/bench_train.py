@@ -53,9 +53,10 @@ from al_bench.training import TrainSettings, evaluate, fit, predict, resolve_dev
 TAR = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz")
 
 # Nominal dense peaks in FLOP/s (vendor data sheets; SXM parts), by substring of the device name.
-GPU_PEAKS = {  # name: (fp32 non-tensor, bf16/fp16 tensor)
-    "H200": (67e12, 989e12), "H100": (67e12, 989e12), "A100": (19.5e12, 312e12),
-    "L40S": (91.6e12, 362e12), "A10": (31.2e12, 125e12), "V100": (15.7e12, 125e12), "T4": (8.1e12, 65e12),
+GPU_PEAKS = {  # name: (fp32 non-tensor, bf16/fp16 tensor, tf32 tensor or None)
+    "H200": (67e12, 989e12, 495e12), "H100": (67e12, 989e12, 495e12), "A100": (19.5e12, 312e12, 156e12),
+    "L40S": (91.6e12, 362e12, 183e12), "A10": (31.2e12, 125e12, 62.5e12), "V100": (15.7e12, 125e12, None),
+    "T4": (8.1e12, 65e12, None),
 }
 
 
@@ -221,9 +222,13 @@ def device_peak(device, precision: str) -> tuple[float | None, str]:
     """Nominal dense peak FLOP/s of what the pipeline can use, and how it was obtained."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        for key, (fp32, tensor) in GPU_PEAKS.items():
+        for key, (fp32, tensor, tf32) in GPU_PEAKS.items():
             if key in name:
-                return (fp32 if precision == "fp32" else tensor), f"{name} data sheet"
+                if precision != "fp32":
+                    return tensor, f"{name} data sheet"
+                if tf32 is not None and torch.backends.cudnn.allow_tf32:  # cuDNN's default: fp32 convs on TF32
+                    return tf32, f"{name} data sheet, TF32 tensor cores (cudnn.allow_tf32)"
+                return fp32, f"{name} data sheet"
         return None, f"{name}: peak unknown"
     ghz, threads = cpu_ghz(), torch.get_num_threads()
     if ghz is None:
