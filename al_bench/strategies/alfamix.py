@@ -66,8 +66,10 @@ def closed_form_alpha(eps: float, anchor: torch.Tensor, emb: torch.Tensor, grad:
 
 
 def learned_flips(head: nn.Module, emb: torch.Tensor, anchor: torch.Tensor, pred: torch.Tensor, alpha: torch.Tensor,
-                  eps: float, iters: int, lr: float, l2_coef: float) -> torch.Tensor:
-    """Whether some step of the alpha search changes each candidate's label."""
+                  eps: float, iters: int, lr: float, l2_coef: float,
+                  final_alpha: torch.Tensor | None = None) -> torch.Tensor:
+    """Whether some step of the alpha search changes each candidate's label; `final_alpha`, if given,
+    receives the last alpha."""
     flipped = torch.zeros(len(pred), dtype=torch.bool, device=emb.device)
     for i in range(iters):
         leaf = alpha.clone().requires_grad_(True)
@@ -79,6 +81,8 @@ def learned_flips(head: nn.Module, emb: torch.Tensor, anchor: torch.Tensor, pred
         leaf.grad, = torch.autograd.grad(loss.sum(), leaf)
         opt.step()
         alpha = leaf.detach().clamp_(1e-8, eps)  # in place: this step's leaf is not used again
+    if final_alpha is not None:
+        final_alpha.copy_(alpha)
     return flipped
 
 
