@@ -1,7 +1,7 @@
 """ALFA-Mix's learned alpha search without autograd (LinearAlphaSearch: row blocks, reused buffers) gives
-the flips and the final alpha of the autograd + torch.optim.Adam search (learned_flips: the autograd path al-bench keeps for other heads, written as the authors'
-loop), bit for bit;
-the reused-array start draws equal rng.normal's; candidate_set is the same with either search."""
+the flips and the final alpha of the autograd + torch.optim.Adam search (learned_flips: the autograd path
+al-bench keeps for other heads, written as the authors' loop), bit for bit; the reused-array start draws
+equal rng.normal's; candidate_set is the same with either search."""
 
 from types import SimpleNamespace
 

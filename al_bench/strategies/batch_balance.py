@@ -51,7 +51,7 @@ from al_bench import ConfigError
 from al_bench.schema import NonNegativeFloat, NonNegativeInt, PositiveInt
 from al_bench.strategies.balance import Balance, pair_ratio
 from al_bench.strategies.base import SelectionContext
-from al_bench.strategies.common.blocks import BlockPool
+from al_bench.strategies.common.blocks import BlockPool, run_blocks
 
 
 def _scores(pt: torch.Tensor, psum: torch.Tensor, cut: torch.Tensor, w: torch.Tensor, g: torch.Tensor,
@@ -71,10 +71,7 @@ def _scores(pt: torch.Tensor, psum: torch.Tensor, cut: torch.Tensor, w: torch.Te
             out[start:start + chunk] = (h * (psum[start:start + chunk] @ w) - second) / k
 
     starts = list(range(0, n, chunk))
-    if pool is None:
-        work(starts)
-    else:
-        pool.run(work, starts)
+    run_blocks(pool, work, starts)
     return out
 
 

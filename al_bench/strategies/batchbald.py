@@ -38,7 +38,7 @@ import torch
 
 from al_bench import ConfigError
 from al_bench.strategies.base import SelectionContext, Strategy
-from al_bench.strategies.common.blocks import BlockPool
+from al_bench.strategies.common.blocks import BlockPool, run_blocks
 from al_bench.strategies.common.mc_dropout import (
     check_mc_samples,
     consistent_mc_probs,
@@ -71,10 +71,7 @@ def joint_entropy(configs: torch.Tensor, weights: torch.Tensor, probs: torch.Ten
             out[start:start + step] = -(weights @ pj.view(m, -1, c).sum(2))
 
     starts = list(range(0, n, step))
-    if pool is None:
-        work(starts)
-    else:
-        pool.run(work, starts)
+    run_blocks(pool, work, starts)
     return out
 
 

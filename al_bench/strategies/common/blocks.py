@@ -55,3 +55,11 @@ class BlockPool:
             work(starts)
         else:
             list(self.pool.map(work, [starts[i::self.workers] for i in range(self.workers)]))
+
+
+def run_blocks(pool: BlockPool | None, work: Callable[[list[int]], None], starts: list[int]) -> None:
+    """pool.run(work, starts), or work(starts) here when there is no pool (a direct call)."""
+    if pool is None:
+        work(starts)
+    else:
+        pool.run(work, starts)
