@@ -10,6 +10,7 @@ R = 1.
     python scripts/bench_packed.py                          # R = 1 2 4 8 on the visible GPUs
     python scripts/bench_packed.py --runs 1 2 --epochs 1 --n-labeled 500 --width 16   # a CPU smoke run
     python scripts/bench_packed.py --runs 1 --compile       # torch.compile (its compilation: the warm-up epoch)
+    python scripts/bench_packed.py --runs 1 --compile reduce-overhead   # torch.compile with CUDA graphs
 """
 
 from __future__ import annotations
@@ -95,8 +96,10 @@ def main(argv=None) -> int:
     p.add_argument("--width", type=int, default=64, help="ResNet-18 first-stage channels (paper: 64)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                   help="trainer.precision (auto: bf16 on CUDA)")
-    p.add_argument("--compile", action="store_true", help="trainer.compile: torch.compile the backbone")
+                   help="trainer.precision (auto: fp32/TF32 on Ampere+ GPUs, fp16 on older ones)")
+    p.add_argument("--compile", nargs="?", const=True, default=False,
+                   choices=[True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+                   help="trainer.compile: torch.compile the backbone (bare: mode default; reduce-overhead: CUDA graphs)")
     args = p.parse_args(argv)
     n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     print(f"devices: {n_gpus} GPU(s)" + (f" ({torch.cuda.get_device_name(0)})" if n_gpus else ", CPU only")

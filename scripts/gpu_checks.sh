@@ -6,7 +6,7 @@
 #   3. scripts/bench_packed.py: 1, 2, 4, 8 runs packed onto the GPU,
 #   4. the paper's preset (experiment=ll4al_cifar10: fp32, 200 epochs) for the first CYCLES cycles on
 #      the JPEG copy of CIFAR-10,
-#   5. torch.compile against eager (bench_packed.py --runs 1 --compile),
+#   5. torch.compile against eager (bench_packed.py --runs 1 --compile, and --compile reduce-overhead: CUDA graphs),
 #   6. scripts/bench_select.py on the GPU for the strategies that are slow on a CPU, in what time is left.
 #
 #   bash scripts/gpu_checks.sh CIFAR10_JPEG_TAR OUT_DIR [TOTAL_SECONDS] [CYCLES]
@@ -50,6 +50,7 @@ phase paper_preset 150 $PY -m al_bench.cli experiment=ll4al_cifar10 dataset=imag
   budget.cycles="$CYCLES" trainer.progress=false seed=0 hydra.run.dir=/tmp/paper_preset
 cp /tmp/paper_preset/metrics.jsonl "$OUT/paper_preset_metrics.jsonl" 2>/dev/null
 phase compile 90 $PY scripts/bench_packed.py --runs 1 --compile
+phase cudagraphs 120 $PY scripts/bench_packed.py --runs 1 --compile reduce-overhead
 phase bench_select 300 $PY scripts/bench_select.py --device cuda --sizes 10000 --time-cap 20 --startup-s 20 \
   --strategies gradnorm dfal gaal asal bait batchbald batch_balance kmeans alfamix discriminative ta_vaal badge
 

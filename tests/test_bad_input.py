@@ -91,6 +91,7 @@ ENUMS = [
     (["trainer.sched_step=foo"], ["trainer.sched_step='foo'", "epoch_end, epoch_start"]),
     (["trainer.device=tpu"], ["trainer.device='tpu'", "cuda:N"]),
     (["trainer.channels_last=maybe"], ["trainer.channels_last='maybe'", "auto"]),
+    (["trainer.compile=fast"], ["trainer.compile='fast'", "reduce-overhead"]),
     (["strategy=lloss", "strategy.pairing=diagonal"], ["strategy.pairing='diagonal'", "halves, mirror"]),
     (["dataset.channels=2"], ["dataset.channels=2", "one of 1, 3"]),
     (["strategy=nope"], ["strategy/nope", "random"]),

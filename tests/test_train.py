@@ -215,6 +215,19 @@ def test_a_strategy_asking_for_several_quantities_triggers_one_batched_pass(pool
     assert forwards == [32, 32, 22]  # one pass in eval batches over the 86 candidates
 
 
+@pytest.mark.parametrize("setting, mode", [(True, "default"), ("reduce-overhead", "reduce-overhead"),
+                                           ("max-autotune", "max-autotune")])
+def test_compile_setting_reaches_torch_compile(pool, monkeypatch, setting, mode):
+    """trainer.compile picks torch.compile's mode (reduce-overhead: CUDA graphs) for the training forward;
+    false leaves the model uncompiled. torch.compile itself is stubbed (compiling takes 60-90 s here)."""
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda model, mode: seen.append(mode) or model)
+    run_fit(pool, compile=setting, epochs=1)
+    assert seen == [mode]
+    run_fit(pool, compile=False, epochs=1)
+    assert seen == [mode]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("AL_BENCH_TEST_COMPILE"),
                     reason="torch.compile takes 60-90 s on a 2-core CPU; set AL_BENCH_TEST_COMPILE=1")

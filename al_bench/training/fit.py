@@ -50,6 +50,15 @@ def make_optimizer(params, spec: dict) -> torch.optim.Optimizer:
     raise ConfigError(f"unknown optimizer {name!r}; use sgd or adam")
 
 
+def compiled(model: nn.Module, mode: bool | str) -> Callable:
+    """The backbone's training forward: the model itself, or torch.compile of it in `mode` (true: torch's
+    "default"; "reduce-overhead" records CUDA graphs, replayed per batch shape: two shapes an epoch, the
+    full batches and the last one)."""
+    if mode is False:
+        return model
+    return torch.compile(model, mode="default" if mode is True else mode)
+
+
 def train_context(model: nn.Module, pool: Pool, indices, settings: TrainSettings, cycle: int,
                   generator: torch.Generator, plugin: TrainingPlugin | None) -> TrainContext:
     """The TrainContext of one cycle; its `predict` runs the model in eval mode over pool rows."""
@@ -105,7 +114,7 @@ def fit(
         schedule[name] = (optimizers[name].param_groups[0]["lr"], req.scheduled)
     # fp16 needs loss scaling (its small exponent range underflows gradients); bf16 and fp32 do not
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    step_fn = torch.compile(model) if settings.compile else model
+    step_fn = compiled(model, settings.compile)
 
     supplied = plugin.training_set(ctx)
     if supplied is None:

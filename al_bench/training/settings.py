@@ -41,7 +41,9 @@ class TrainSettings:
     threads: Annotated[int, Ge(1)] | None = None  # CPU threads for torch; None = torch's default
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # autocast; fp16 with a GradScaler
     channels_last: bool | Literal["auto"] = "auto"  # auto: on (NHWC model and inputs) on every device
-    compile: bool = False  # torch.compile the backbone for training
+    # torch.compile the backbone for training: true = torch's "default" mode; "reduce-overhead" adds CUDA
+    # graphs (on a GPU: what attacks a launch-bound step); the other names are torch.compile's modes
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = False
     eval_batch_size: PositiveInt = 1024  # images per batch at evaluation and selection
     eval_every: Annotated[int, Ge(0)] = 0  # epochs; 0 = only at the end of the cycle (by the caller)
     progress: bool = True
