@@ -9,8 +9,9 @@ from torch import nn
 
 from al_bench import ConfigError
 from al_bench.models.gan import Discriminator, Generator, to_gan_space
+from al_bench.models.resnet import ResNet18
 from al_bench.strategies.asal import Asal
-from al_bench.strategies.common.gan_query import GanPlugin
+from al_bench.strategies.common.gan_query import Classifier, GanPlugin, margin_sq, neg_entropy, synthesize
 
 
 def test_dcgan_layout_at_32_pixels():
@@ -139,3 +140,30 @@ def test_a_warm_start_run_resumed_after_an_interrupt_equals_the_uninterrupted_on
                     "strategy.z_steps=2"]
     whole, resumed = run_interrupted_and_resumed(args, tmp_path, monkeypatch)
     assert whole == resumed and len(whole) == 3
+
+
+@pytest.mark.parametrize("optimizer, objective", [("sgd", margin_sq), ("adam", neg_entropy)])
+def test_latent_search_takes_gradients_in_z_only_and_equals_a_full_backward(optimizer, objective):
+    """synthesize() asks autograd for d loss / d z alone; a straightforward loop with loss.backward()
+    (which also fills every weight's .grad) must end at the same z, bit for bit, and the networks'
+    parameters must come out without gradients."""
+    torch.manual_seed(0)
+    gen, clf = Generator(8, 3, z_dim=6, width=4).eval(), ResNet18(5, width=4).eval()
+    classify = Classifier(clf, [0.5] * 3, [0.25] * 3, torch.device("cpu"))
+    z0 = torch.randn(7, 6)
+    z, obj = synthesize(gen, classify, z0, objective, steps=4, lr=0.05, optimizer=optimizer, z_penalty=0.1, chunk=3)
+    assert all(p.grad is None for p in (*gen.parameters(), *clf.parameters()))
+    want = []
+    for s in range(0, 7, 3):
+        zc = z0[s:s + 3].clone().requires_grad_(True)
+        opt = torch.optim.SGD([zc], lr=0.05) if optimizer == "sgd" else torch.optim.Adam([zc], lr=0.05)
+        for _ in range(4):
+            loss = objective(classify(gen(zc)).logits.float()).sum() + 0.1 * zc.pow(2).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        want.append(zc.detach())
+    assert torch.equal(z, torch.cat(want))
+    assert not torch.equal(z, z0)
+    with torch.no_grad():
+        assert torch.equal(obj, objective(classify(gen(z)).logits.float()))
