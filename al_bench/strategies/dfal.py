@@ -27,10 +27,13 @@ its rounding: every later iteration would repeat it, so the loop's result is alr
 the next candidates take its place. On the bench's inputs the images take ~2.7 iterations on average
 against max_iter = 50 for a whole batch before, when one image that never flips (6 % of them, with
 overshoot 0) kept its batch iterating: 10k candidates in 9.7 s of CPU time on one thread; 2,048
-in 2.0 s against 42 s in the same run.
-Norms equal the image-by-image loop's to ~1e-7 relative (fp32 batches); with overshoot 0 an image
+in 2.0 s against 42 s in the same run. On CPU with several torch threads, one stream per thread,
+each on one thread, from one shared cursor (torch's own threading inside these small convolutions
+cost 14x the CPU time on the loaded 2-core VM): ~4.7 s of CPU per thread at 10k on 2 threads.
+Norms equal the image-by-image loop's to ~1e-7 relative (fp32 batches; a batch's composition changes
+rounding only through kernels chosen by batch size, e.g. under 16 images); with overshoot 0 an image
 ends on the boundary, where rounding decides its flipped flag (used only by `unflipped: last`).
-Memory O(batch_size x image) activations and gradients (times C) plus O(N) scores.
+Memory O(batch_size x image) activations and gradients (times C) per stream plus O(N) scores.
 
 References: arXiv:1802.09841, arXiv:1511.04599
 """
