@@ -27,15 +27,21 @@ its rounding: every later iteration would repeat it, so the loop's result is alr
 the next candidates take its place. On the bench's inputs the images take ~2.7 iterations on average
 against max_iter = 50 for a whole batch before, when one image that never flips (6 % of them, with
 overshoot 0) kept its batch iterating: 10k candidates in 9.7 s of CPU time on one thread; 2,048
-in 2.0 s against 42 s in the same run.
-Norms equal the image-by-image loop's to ~1e-7 relative (fp32 batches); with overshoot 0 an image
+in 2.0 s against 42 s in the same run. On CPU with several torch threads, one stream per thread,
+each on one thread, from one shared cursor (torch's own threading inside these small convolutions
+cost 14x the CPU time on the loaded 2-core VM): ~4.7 s of CPU per thread at 10k on 2 threads.
+Norms equal the image-by-image loop's to ~1e-7 relative (fp32 batches; a batch's composition changes
+rounding only through kernels chosen by batch size, e.g. under 16 images); with overshoot 0 an image
 ends on the boundary, where rounding decides its flipped flag (used only by `unflipped: last`).
-Memory O(batch_size x image) activations and gradients (times C) plus O(N) scores.
+Memory O(batch_size x image) activations and gradients (times C) per stream plus O(N) scores.
 
 References: arXiv:1802.09841, arXiv:1511.04599
 """
 
 from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -43,21 +49,55 @@ import torch
 from al_bench import ConfigError
 from al_bench.data.augment import Normalize
 from al_bench.strategies.base import SelectionContext, Strategy
+from al_bench.strategies.common.blocks import single_thread
 
 
 def deepfool_stream(model, n: int, load, to_input=lambda z: z, max_iter: int = 50, overshoot: float = 0.0,
-                    eps: float = 0.0, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+                    eps: float = 0.0, batch_size: int = 256, workers: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(perturbation L2 norm, flipped?) of images 0..n-1, `load(i, j)` giving images i..j-1 as floats in
     the space where they are perturbed (to_input maps them to the model's input); at most `batch_size`
-    images in flight. The model in eval mode: images are independent, so each leaves the batch when it
-    is done (flipped, `max_iter` steps taken, or at a fixed point) and the next candidates take its place."""
-    device = None
+    images in flight per stream. The model in eval mode: images are independent, so each leaves the batch
+    when it is done (flipped, `max_iter` steps taken, or at a fixed point) and the next candidates take its
+    place. `workers` > 1 (CPU): that many streams side by side, each on one torch thread, taking the next
+    candidates from one shared cursor (common/blocks.py's reasoning: no barrier between threads inside each
+    small operation)."""
     norms = torch.zeros(n, dtype=torch.float64)
     flipped = torch.zeros(n, dtype=torch.bool)
+    cursor, lock = [0], threading.Lock()
+
+    def take(m: int) -> tuple[int, int]:
+        with lock:
+            i = cursor[0]
+            cursor[0] = min(n, i + m)
+            return i, cursor[0]
+
+    def stream() -> None:
+        _stream(model, take, load, to_input, max_iter, overshoot, eps, batch_size, norms, flipped)
+
+    workers = max(1, min(int(workers), -(-n // batch_size)))
+    if workers == 1:
+        stream()
+        return norms, flipped
+
+    def one_thread_stream() -> None:
+        torch.set_num_threads(1)  # this thread's torch (and MKL) on one thread
+        stream()
+
+    with single_thread(), ThreadPoolExecutor(workers) as pool:
+        for fut in [pool.submit(one_thread_stream) for _ in range(workers)]:
+            fut.result()
+    return norms, flipped
+
+
+def _stream(model, take, load, to_input, max_iter: int, overshoot: float, eps: float, batch_size: int,
+            norms: torch.Tensor, flipped: torch.Tensor) -> None:
+    """One stream of deepfool_stream: candidates from take(m) (the next range of at most m, empty at the
+    end), results written into norms and flipped at their positions."""
+    device = None
     # the images in flight: candidate index, start point, accumulated r, label (-1: not yet known), steps
     idx = torch.zeros(0, dtype=torch.long)
     x0 = r_tot = label = done = None
-    nxt = 0
+    more = True
 
     def finish(rows: torch.Tensor, flip: torch.Tensor) -> None:
         at = idx[rows].cpu()
@@ -65,21 +105,23 @@ def deepfool_stream(model, n: int, load, to_input=lambda z: z, max_iter: int = 5
         flipped[at] = flip.cpu()
 
     while True:
-        if len(idx) < batch_size and nxt < n:  # top up the batch with the next candidates
-            add = load(nxt, min(n, nxt + batch_size - len(idx))).detach().float()
-            device = add.device
-            new = torch.arange(nxt, nxt + len(add))
-            nxt += len(add)
-            if x0 is None:
-                x0, r_tot = add, torch.zeros_like(add)
-                label = torch.full((len(add),), -1, dtype=torch.long, device=device)
-                done = torch.zeros(len(add), dtype=torch.long, device=device)
-                idx = new
-            else:
-                x0, r_tot = torch.cat([x0, add]), torch.cat([r_tot, torch.zeros_like(add)])
-                label = torch.cat([label, torch.full((len(add),), -1, dtype=torch.long, device=device)])
-                done = torch.cat([done, torch.zeros(len(add), dtype=torch.long, device=device)])
-                idx = torch.cat([idx, new])
+        if len(idx) < batch_size and more:  # top up the batch with the next candidates
+            i, j = take(batch_size - len(idx))
+            more = j > i
+            if more:
+                add = load(i, j).detach().float()
+                device = add.device
+                new = torch.arange(i, j)
+                if x0 is None:
+                    x0, r_tot = add, torch.zeros_like(add)
+                    label = torch.full((len(add),), -1, dtype=torch.long, device=device)
+                    done = torch.zeros(len(add), dtype=torch.long, device=device)
+                    idx = new
+                else:
+                    x0, r_tot = torch.cat([x0, add]), torch.cat([r_tot, torch.zeros_like(add)])
+                    label = torch.cat([label, torch.full((len(add),), -1, dtype=torch.long, device=device)])
+                    done = torch.cat([done, torch.zeros(len(add), dtype=torch.long, device=device)])
+                    idx = torch.cat([idx, new])
         if len(idx) == 0:
             break
         xi = (x0 + (1 + overshoot) * r_tot).requires_grad_(True)
@@ -112,14 +154,14 @@ def deepfool_stream(model, n: int, load, to_input=lambda z: z, max_iter: int = 5
             finish(~moved, torch.zeros(int((~moved).sum()), dtype=torch.bool))
             moved_cpu = moved.cpu()
             idx, x0, r_tot, label, done = idx[moved_cpu], x0[moved], r_tot[moved], label[moved], done[moved]
-    return norms, flipped
 
 
 def deepfool_norms(model, x: torch.Tensor, to_input=lambda z: z, max_iter: int = 50, overshoot: float = 0.0,
-                   eps: float = 0.0, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+                   eps: float = 0.0, batch_size: int = 256, workers: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(perturbation L2 norm, flipped?) per image of x, perturbed where it is given (to_input maps it
     to the model's input); images are independent (the model in eval mode)."""
-    return deepfool_stream(model, len(x), lambda i, j: x[i:j], to_input, max_iter, overshoot, eps, batch_size)
+    return deepfool_stream(model, len(x), lambda i, j: x[i:j], to_input, max_iter, overshoot, eps, batch_size,
+                           workers)
 
 
 class Dfal(Strategy):
@@ -152,8 +194,10 @@ class Dfal(Strategy):
                 return ctx.pool.train_x[idx[i:j]].float() / 255.0
             to_input = lambda z: normalize(z * 255.0)  # noqa: E731
         try:
+            # on CPU one stream per torch thread, each on one thread (deepfool_stream)
+            workers = torch.get_num_threads() if ctx.device.type == "cpu" else 1
             norms, flipped = deepfool_stream(model, len(candidates), load, to_input, self.max_iter, self.overshoot,
-                                             self.eps, self.batch_size)
+                                             self.eps, self.batch_size, workers)
         finally:
             model.train(was_training)
         return norms.numpy(), flipped.numpy()

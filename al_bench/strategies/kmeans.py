@@ -16,9 +16,12 @@ embeddings, each Lloyd iteration a blocked N x k x D product on the rows whose c
 On CPU (common/clustering.py) the seeding screens rows with a rank-64 float32 bound (k passes over
 N x 65 instead of N x D; exact float64 only for the ~3 % of rows it cannot rule out) and Lloyd's
 passes label in float32 (float64 for the ~1-8 % of rows float32 cannot decide): the same centres and
-labels (tests/test_kmeans_fast.py), on one torch thread. At N = 10k, D = 512, k = 1,000 (bench,
-loaded 2-core VM): 13.8 s for the 10 restarts (74.3 s before), ~1.3 s a restart, about 0.5 s of it
-seeding. Memory O(N D + k D) plus a (2M-element) distance block.
+labels (tests/test_kmeans_fast.py), each restart on one torch thread, the restarts side by side on
+torch's threads (each from the draws its predecessors leave; compared in restart order: the same
+result, tests/test_kmeans_parallel.py). At N = 10k, D = 512, k = 1,000 (bench, loaded 2-core VM):
+~12.4 s of CPU for the 10 restarts (74.3 s before the screening), ~1.3 s a restart, about 0.5 s of it
+seeding; on 2 threads each thread's share is ~6.2 s. Memory O(N D + k D) plus a (2M-element)
+distance block and ~50 MB of blocks per extra thread.
 
 References: arXiv:1901.05954, arXiv:1906.03671
 """

@@ -7,6 +7,9 @@ beyond the inputs (tests/test_coreset_scale.py).
 
 from __future__ import annotations
 
+import copy
+import queue
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import nullcontext
 
 import numpy as np
@@ -132,6 +135,13 @@ class _SeedScreen:
         self.gathered = torch.empty((self.cap + 3, x.shape[1]), dtype=x.dtype)
         self.out = torch.empty(self.cap + 3, dtype=x.dtype)
 
+    def fresh(self) -> _SeedScreen:
+        """A copy for another thread: the same projection and bounds, its own scratch buffers."""
+        other = copy.copy(self)
+        other.dist, other.buf, other.mask = (torch.empty_like(t) for t in (self.dist, self.buf, self.mask))
+        other.gathered, other.out = torch.empty_like(self.gathered), torch.empty_like(self.out)
+        return other
+
     def centre_terms(self, centres: torch.Tensor, c_sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(z, a) of the centres as of the rows, for the bound between rows and centres; None if some
         centre lies farther out than every row (the slack was sized on the rows; means never do)."""
@@ -251,6 +261,14 @@ class _Float32Labels:
         self.xrows = torch.empty_like(self.own)
         self.gaps = torch.empty((min(k, self.step), k), dtype=torch.float32)
         self.zrows = None  # (rows, p + 1) float32, made with the first screened pass
+
+    def fresh(self) -> _Float32Labels:
+        """A copy for another thread: the same float32 rows, its own blocks."""
+        other = copy.copy(self)
+        for name in ("block", "gathered", "v1", "v2", "l1", "c32", "own", "xrows", "gaps"):
+            setattr(other, name, torch.empty_like(getattr(self, name)))
+        other.zrows = None
+        return other
 
     def __call__(self, centres: torch.Tensor, c_sq: torch.Tensor, chunk_elems: int,
                  rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -405,7 +423,7 @@ def _labels32(x: torch.Tensor, x_sq: torch.Tensor, k: int, chunk_elems: int) -> 
 
 def kmeans(x: torch.Tensor, k: int, rng: np.random.Generator, n_init: int = 1, max_iter: int = 100,
            tol: float = 1e-6, init: torch.Tensor | None = None,
-           chunk_elems: int = 1 << 21) -> tuple[torch.Tensor, torch.Tensor]:
+           chunk_elems: int = 1 << 21, workers: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's k-means: (centres (k, D), labels (N,)) of the restart with the lowest inertia; it stops
     when the centres move less than tol x the summed feature variance (squared). `init` (k, D): one
     run from these centres instead of k-means++ restarts. An empty cluster keeps its previous centre.
@@ -421,15 +439,35 @@ def kmeans(x: torch.Tensor, k: int, rng: np.random.Generator, n_init: int = 1, m
     difference from the float64
     pass's sum is bounded: within that bound, on the float64 pass's sums. The same centres and labels
     (tests/test_kmeans_fast.py); (k, D) buffers are reused across iterations.
-    On CPU it runs on one torch thread (single_thread): its passes are many operations of a few
+    On CPU each restart runs on one torch thread (single_thread): its passes are many operations of a few
     milliseconds, and on this loaded 2-core VM two threads made one restart 10-15 times slower (3.3 s
-    against 33-50 s); on a quiet machine the second thread would save ~0.2 s per restart in the products."""
+    against 33-50 s). Restarts run side by side instead, on `workers` threads (default: torch's thread
+    count on CPU, 1 elsewhere), each on its own buffers (_restarts: the same draws, compared in restart
+    order, so the result does not depend on `workers`)."""
+    if workers is None:
+        workers = torch.get_num_threads() if x.device.type == "cpu" else 1
     with single_thread() if x.device.type == "cpu" else nullcontext():
-        return _kmeans(x, k, rng, n_init, max_iter, tol, init, chunk_elems)
+        return _kmeans(x, k, rng, n_init, max_iter, tol, init, chunk_elems, max(1, int(workers)))
+
+
+class _Buffers:
+    """One restart's working memory: the (k, D) centre buffers and the screen's and float32 labeller's
+    blocks (shared read-only data, own scratch), one set per worker thread."""
+
+    def __init__(self, x: torch.Tensor, k: int, fast: _Float32Labels | None, screen: _SeedScreen | None):
+        # (k, D) buffers reused by every iteration: a fresh 4 MB tensor per operation costs page faults
+        self.cur, self.nxt, self.sums, self.move = (torch.empty((k, x.shape[1]), dtype=x.dtype, device=x.device)
+                                                    for _ in range(4))
+        self.fast, self.screen = fast, screen
+
+    def fresh(self) -> _Buffers:
+        """Another set for another thread: the same shapes, the same read-only data."""
+        return _Buffers(self.cur, self.cur.shape[0], self.fast and self.fast.fresh(),
+                        self.screen and self.screen.fresh())
 
 
 def _kmeans(x: torch.Tensor, k: int, rng: np.random.Generator, n_init: int, max_iter: int, tol: float,
-            init: torch.Tensor | None, chunk_elems: int) -> tuple[torch.Tensor, torch.Tensor]:
+            init: torch.Tensor | None, chunk_elems: int, workers: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     x = x.double()
     x_sq = (x * x).sum(1)
     var = x.var(dim=0).sum().clamp_min(1e-30)
@@ -437,66 +475,145 @@ def _kmeans(x: torch.Tensor, k: int, rng: np.random.Generator, n_init: int, max_
     fast = _labels32(x, x_sq, k, chunk_elems)
     restarts = 1 if init is not None else max(1, n_init)
     screen = _seed_screen(x, x_sq, k)
-    nearest = fast or (lambda c, c_sq, chunk, rows=None: _two_nearest(x, x_sq, c, c_sq, chunk, rows))
-    # (k, D) buffers reused by every iteration: a fresh 4 MB tensor per operation costs page faults
-    cur, nxt, sums, move = (torch.empty((k, x.shape[1]), dtype=x.dtype, device=x.device) for _ in range(4))
+    bufs = _Buffers(x, k, fast, screen)
+
+    def run(g: np.random.Generator | None, b: _Buffers) -> tuple:
+        return _restart(x, x_sq, k, g, init, max_iter, tol, var, tau, chunk_elems, b, restarts > 1)
+
+    if restarts == 1:
+        return run(rng, bufs)[:2]
     best = None
-    for _ in range(restarts):
-        cur.copy_(init.double() if init is not None else kmeans_pp(x, k, rng, x_sq, screen))
-        centres = cur
-        c_sq = torch.mul(centres, centres, out=move).sum(1)
-        labels, d1, d2 = nearest(centres, c_sq, chunk_elems)
-        upper, lower = d1.sqrt(), d2.sqrt()
-        for it in range(max_iter):
-            torch.zeros((k, x.shape[1]), out=sums).index_add_(0, labels, x)
-            counts = torch.bincount(labels, minlength=k).to(x.dtype)
-            new = torch.where(counts[:, None] > 0, sums.div_(counts.clamp_min(1)[:, None]), centres,
-                              out=nxt if centres is cur else cur)
-            torch.sub(new, centres, out=move).pow_(2)
-            shift = move.sum()
-            centres = new
-            if shift <= tol * var or it == max_iter - 1:
-                break
-            c_sq = torch.mul(centres, centres, out=sums).sum(1)
-            delta = move.sum(1).sqrt_()
-            upper.add_(delta[labels])
-            lower.sub_(delta.max())
-            if fast is not None and screen is not None:
-                bound = lower  # the half gaps (a k x k x D product) would save less than they cost
-            else:
-                gap = _half_gap(centres, c_sq, chunk_elems) if fast is None else fast.half_gap(centres, c_sq)
-                bound = torch.maximum(lower, gap[labels])
-            check = upper.mul(1 + 1e-9).add_(tau) >= bound
-            rows = torch.nonzero(check).squeeze(1)
-            if rows.numel() == 0:
-                continue
-            if fast is not None and screen is not None:
-                lab, r1, r2 = fast.keep(screen, centres, c_sq, chunk_elems, rows, labels[rows])
-            else:
-                lab, r1, r2 = nearest(centres, c_sq, chunk_elems, rows)
-            labels[rows], upper[rows], lower[rows] = lab, r1.sqrt(), r2.sqrt()
-        c_sq = torch.mul(centres, centres, out=move).sum(1)
-        if fast is not None:
-            labels = (fast(centres, c_sq, chunk_elems) if screen is None
-                      else fast.keep(screen, centres, c_sq, chunk_elems, None, labels))[0]
-        if restarts == 1:
-            labels = assign(x, centres, chunk_elems, x_sq)[0] if fast is None else labels
-            best = (0.0, centres.clone(), labels)
-        elif fast is None:
-            labels, d = assign(x, centres, chunk_elems, x_sq)
-            if best is None or float(d.sum()) < best[0]:
-                best = (float(d.sum()), centres.clone(), labels)
-        else:
-            total, err = fast.inertia(centres, labels)
-            if best is None:
-                best = (total, centres.clone(), labels, err)
-            elif abs(total - best[0]) <= err + best[3]:  # too close to call: the float64 pass's sums decide
-                if float(assign(x, centres, chunk_elems, x_sq)[1].sum()) < float(
-                        assign(x, best[1], chunk_elems, x_sq)[1].sum()):
-                    best = (total, centres.clone(), labels, err)
-            elif total < best[0]:
-                best = (total, centres.clone(), labels, err)
+    for centres, labels, key in _restarts(run, rng, restarts, bufs, x.shape[0], k,
+                                          workers if x.device.type == "cpu" else 1):
+        if fast is None:
+            if best is None or key < best[0]:
+                best = (key, centres, labels)
+            continue
+        total, err = key
+        if best is None:
+            best = (total, centres, labels, err)
+        elif abs(total - best[0]) <= err + best[3]:  # too close to call: the float64 pass's sums decide
+            if float(assign(x, centres, chunk_elems, x_sq)[1].sum()) < float(
+                    assign(x, best[1], chunk_elems, x_sq)[1].sum()):
+                best = (total, centres, labels, err)
+        elif total < best[0]:
+            best = (total, centres, labels, err)
     return best[1], best[2]
+
+
+def _seeding_draws(rng: np.random.Generator, n: int, k: int) -> np.random.Generator:
+    """A copy of rng advanced past one k-means++ seeding's draws: rng.integers(n) for the first centre,
+    one uniform for each next one (_draw; rng.choice draws one too). Only a step whose weights all
+    vanish (rng.integers instead) draws otherwise; _restarts checks each restart's actual state."""
+    g = copy.deepcopy(rng)
+    g.integers(n)
+    g.random(max(0, k - 1))
+    return g
+
+
+def _same_state(a: dict, b: dict) -> bool:
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same_state(a[key], b[key]) for key in a)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(a, b))
+    return a == b
+
+
+def _restarts(run, rng: np.random.Generator, restarts: int, bufs: _Buffers, n: int, k: int, workers: int):
+    """run(generator, buffers) for each restart, yielded in restart order, with the draws of running them
+    one after another on rng (left as they would leave it). With several workers, restart r + 1 starts
+    from the state its predecessor's seeding is predicted to leave (_seeding_draws) while r runs; a
+    restart whose actual final state differs from that prediction sends its successors back to run
+    again from the actual state, so the results are those of the sequential loop whatever happens."""
+    workers = min(workers, restarts)
+    if workers == 1:
+        for _ in range(restarts):
+            yield run(rng, bufs)
+        return
+    free = queue.SimpleQueue()
+    free.put(bufs)
+    for _ in range(workers - 1):
+        free.put(bufs.fresh())
+
+    def task(g: np.random.Generator) -> tuple:
+        torch.set_num_threads(1)  # this thread's torch (and MKL) on one thread, as the caller's
+        b = free.get()
+        try:
+            return run(g, b), g
+        finally:
+            free.put(b)
+
+    done = 0
+    with ThreadPoolExecutor(workers) as pool:
+        while done < restarts:
+            starts = [copy.deepcopy(rng)]
+            for _ in range(done + 1, restarts):
+                starts.append(_seeding_draws(starts[-1], n, k))
+            predicted = [g.bit_generator.state for g in starts]  # (the workers advance the generators)
+            futures = [pool.submit(task, g) for g in starts]
+            for i, fut in enumerate(futures):
+                result, g = fut.result()
+                rng.bit_generator.state = g.bit_generator.state
+                done += 1
+                yield result
+                if i + 1 < len(futures) and not _same_state(g.bit_generator.state, predicted[i + 1]):
+                    for later in futures[i + 1:]:
+                        later.cancel()
+                    wait(futures[i + 1:])
+                    break
+
+
+def _restart(x: torch.Tensor, x_sq: torch.Tensor, k: int, rng: np.random.Generator | None,
+             init: torch.Tensor | None, max_iter: int, tol: float, var: torch.Tensor, tau: float, chunk_elems: int,
+             b: _Buffers, several: bool) -> tuple:
+    """One restart: (centres, labels, key) with key the float64 pass's inertia (no float32 labeller) or
+    the labeller's (inertia, error bound), for the comparison of several restarts (None for one)."""
+    fast, screen = b.fast, b.screen
+    nearest = fast or (lambda c, c_sq, chunk, rows=None: _two_nearest(x, x_sq, c, c_sq, chunk, rows))
+    cur, nxt, sums, move = b.cur, b.nxt, b.sums, b.move
+    cur.copy_(init.double() if init is not None else kmeans_pp(x, k, rng, x_sq, screen))
+    centres = cur
+    c_sq = torch.mul(centres, centres, out=move).sum(1)
+    labels, d1, d2 = nearest(centres, c_sq, chunk_elems)
+    upper, lower = d1.sqrt(), d2.sqrt()
+    for it in range(max_iter):
+        torch.zeros((k, x.shape[1]), out=sums).index_add_(0, labels, x)
+        counts = torch.bincount(labels, minlength=k).to(x.dtype)
+        new = torch.where(counts[:, None] > 0, sums.div_(counts.clamp_min(1)[:, None]), centres,
+                          out=nxt if centres is cur else cur)
+        torch.sub(new, centres, out=move).pow_(2)
+        shift = move.sum()
+        centres = new
+        if shift <= tol * var or it == max_iter - 1:
+            break
+        c_sq = torch.mul(centres, centres, out=sums).sum(1)
+        delta = move.sum(1).sqrt_()
+        upper.add_(delta[labels])
+        lower.sub_(delta.max())
+        if fast is not None and screen is not None:
+            bound = lower  # the half gaps (a k x k x D product) would save less than they cost
+        else:
+            gap = _half_gap(centres, c_sq, chunk_elems) if fast is None else fast.half_gap(centres, c_sq)
+            bound = torch.maximum(lower, gap[labels])
+        check = upper.mul(1 + 1e-9).add_(tau) >= bound
+        rows = torch.nonzero(check).squeeze(1)
+        if rows.numel() == 0:
+            continue
+        if fast is not None and screen is not None:
+            lab, r1, r2 = fast.keep(screen, centres, c_sq, chunk_elems, rows, labels[rows])
+        else:
+            lab, r1, r2 = nearest(centres, c_sq, chunk_elems, rows)
+        labels[rows], upper[rows], lower[rows] = lab, r1.sqrt(), r2.sqrt()
+    c_sq = torch.mul(centres, centres, out=move).sum(1)
+    if fast is not None:
+        labels = (fast(centres, c_sq, chunk_elems) if screen is None
+                  else fast.keep(screen, centres, c_sq, chunk_elems, None, labels))[0]
+    if not several:
+        return centres.clone(), labels if fast is not None else assign(x, centres, chunk_elems, x_sq)[0], None
+    if fast is None:
+        labels, d = assign(x, centres, chunk_elems, x_sq)
+        return centres.clone(), labels, float(d.sum())
+    return centres.clone(), labels, fast.inertia(centres, labels)
 
 
 def nearest_distinct(x: torch.Tensor, centres: torch.Tensor) -> np.ndarray:
