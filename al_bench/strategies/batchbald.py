@@ -49,20 +49,24 @@ from al_bench.strategies.common.uncertainty import entropy
 
 
 def joint_entropy(configs: torch.Tensor, weights: torch.Tensor, probs: torch.Tensor,
-                  chunk_elems: int = 1 << 18, pool: BlockPool | None = None) -> torch.Tensor:
+                  chunk_elems: int = 1 << 18, pool: BlockPool | None = None,
+                  blocks: list[int] | None = None) -> torch.Tensor:
     """H(y_A, y_n) for every candidate n: -sum_{m,y} weights_m p(y^m_A, y_n = y) log p(y^m_A, y_n = y),
     with configs (M, S) = p(y^m_A | w_s) and probs (N, S, C) = p(y_n | w_s).
 
     Per block of candidates: one (M, S) x (S, b C) product gives the joint probabilities (the 1/S folded
     into configs), p log p in place (xlogy: 0 at p = 0), the sum over y, then the weighted sum over the M
     configurations as one (M,) x (M, b) product; blocks of `chunk_elems` joint probabilities stay in cache
-    and are shared among the pool's threads."""
+    and are shared among the pool's threads. `blocks` (indices of blocks of block_size(M, C, chunk_elems)
+    candidates) computes only those (the others NaN): the same numbers as in the whole pass."""
     n, s, c = probs.shape
     m = configs.shape[0]
     scaled = configs / s
     flat = probs.permute(1, 0, 2).reshape(s, n * c)  # (S, N C)
     out = torch.empty(n, dtype=torch.float64, device=probs.device)
-    step = max(1, chunk_elems // (m * c))
+    step = block_size(m, c, chunk_elems)
+    if blocks is not None:
+        out.fill_(float("nan"))
 
     def work(starts: list[int]) -> None:
         for start in starts:
@@ -70,9 +74,42 @@ def joint_entropy(configs: torch.Tensor, weights: torch.Tensor, probs: torch.Ten
             torch.special.xlogy(pj, pj, out=pj)
             out[start:start + step] = -(weights @ pj.view(m, -1, c).sum(2))
 
-    starts = list(range(0, n, step))
+    starts = list(range(0, n, step)) if blocks is None else [b * step for b in blocks]
     run_blocks(pool, work, starts)
     return out
+
+
+def block_size(m: int, c: int, chunk_elems: int) -> int:
+    """Candidates per block of joint_entropy."""
+    return max(1, chunk_elems // (m * c))
+
+
+def entropy_bound(configs: torch.Tensor, weights: torch.Tensor, probs: torch.Tensor, groups: torch.Tensor,
+                  rows: torch.Tensor) -> torch.Tensor:
+    """An upper bound of joint_entropy(configs, weights, probs)[rows], from groups (M,) of configurations.
+
+    With c_m = 1/S sum_s configs[m, s], r_ms = configs[m, s] / (S c_m) and alpha_m = weights_m c_m, a
+    term is -alpha_m [log c_m sum_y q_m(y) + sum_y q_m(y) log q_m(y)] with q_m(y) = sum_s r_ms p(y | w_s):
+    the first part is linear in the candidate's probabilities (exact here), the second is concave in q_m,
+    so within a group g it is at most A_g phi(sum_{m in g} alpha_m q_m / A_g), A_g = sum_{m in g} alpha_m
+    (Jensen; no normalisation of the rows is assumed). Cost O(G S C) per row for G groups."""
+    s = configs.shape[1]
+    total = configs.sum(dim=1)
+    keep = total > 0  # impossible configurations add 0 to the entropy
+    configs, weights, total, groups = configs[keep], weights[keep], total[keep], groups[keep]
+    cm = total / s
+    r = configs / total[:, None]
+    alpha = weights * cm
+    v = (alpha * torch.log(cm)) @ r  # (S,)
+    _, inv = torch.unique(groups, return_inverse=True)
+    a_g = torch.zeros(int(inv.max()) + 1, dtype=torch.float64, device=configs.device).index_add_(0, inv, alpha)
+    rbar = torch.zeros((len(a_g), s), dtype=torch.float64, device=configs.device).index_add_(
+        0, inv, alpha[:, None] * r)
+    rbar = rbar / a_g.clamp_min(torch.finfo(torch.float64).tiny)[:, None]  # (G, S)
+    p = probs[rows]  # (b, S, C)
+    q = torch.einsum("gs,bsy->bgy", rbar, p)
+    jensen = -(a_g[None, :, None] * torch.special.xlogy(q, q)).sum(dim=(1, 2))
+    return jensen - p.sum(dim=2) @ v
 
 
 def sample_configs(probs: torch.Tensor, picks: list[int], m: int, generator: torch.Generator | None) -> tuple:
@@ -92,9 +129,12 @@ def sample_configs(probs: torch.Tensor, picks: list[int], m: int, generator: tor
 
 
 def batchbald_batch(mc_probs: torch.Tensor, k: int, num_joint_samples: int, generator: torch.Generator | None = None,
-                    chunk_elems: int = 1 << 18) -> tuple[np.ndarray, np.ndarray]:
+                    chunk_elems: int = 1 << 18, screen: bool = True, screen_min: int = 256,
+                    probe: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """Positions of k candidates chosen greedily by BatchBALD from mc_probs (N, S, C), and each pick's
-    score I(y_A, y_n; w) (the authors' candidate_scores)."""
+    score I(y_A, y_n; w) (the authors' candidate_scores). screen=True (with at least screen_min
+    configurations) computes the joint entropy only for the blocks of candidates whose upper bound can
+    reach the best score (the same numbers for those, so the same picks; see _screened_entropy)."""
     probs = mc_probs.double()
     n, s, c = probs.shape
     cond = entropy(probs).mean(dim=1)
@@ -105,14 +145,23 @@ def batchbald_batch(mc_probs: torch.Tensor, k: int, num_joint_samples: int, gene
     with BlockPool() as pool:  # the threads take separate blocks of candidates (see common/blocks.py)
         for _ in range(min(k, n)):
             if c ** len(picks) <= num_joint_samples:
-                ones = torch.ones(exact.shape[0], dtype=torch.float64, device=probs.device)
-                h = joint_entropy(exact, ones, probs, chunk_elems, pool)
+                configs = exact
+                weights = torch.ones(exact.shape[0], dtype=torch.float64, device=probs.device)
+                shift = None
             else:  # importance weights 1 / (M p(y^m_A)) for configurations drawn from p(y_A)
                 configs, log_scale = sample_configs(probs, picks, num_joint_samples, generator)
                 weights = s / (configs.shape[0] * configs.sum(dim=1))
-                h = joint_entropy(configs, weights, probs, chunk_elems, pool) - log_scale.mean()
+                shift = log_scale.mean()
+            if screen and configs.shape[0] >= screen_min:
+                h = _screened_entropy(configs, weights, probs, available, shift, cond, picks, chunk_elems, pool,
+                                      probe)
+            else:
+                h = joint_entropy(configs, weights, probs, chunk_elems, pool)
+            if shift is not None:
+                h = h - shift
             score = h - cond - cond[picks].sum()
             score[~available] = -float("inf")
+            score[torch.isnan(score)] = -float("inf")
             i = int(torch.argmax(score))
             picks.append(i)
             scores.append(float(score[i]))
@@ -120,6 +169,54 @@ def batchbald_batch(mc_probs: torch.Tensor, k: int, num_joint_samples: int, gene
             if c ** len(picks) <= num_joint_samples:
                 exact = (exact[:, None, :] * probs[i].T[None, :, :]).reshape(-1, s)
     return np.asarray(picks, dtype=np.int64), np.asarray(scores)
+
+
+def _screened_entropy(configs: torch.Tensor, weights: torch.Tensor, probs: torch.Tensor, available: torch.Tensor,
+                      shift: torch.Tensor | None, cond: torch.Tensor, picks: list[int], chunk_elems: int,
+                      pool: BlockPool, probe: int = 32) -> torch.Tensor:
+    """joint_entropy for the blocks of candidates that can hold the step's best score, NaN elsewhere.
+
+    Bounds (entropy_bound) with the configurations grouped by their most likely weight sample, then, for
+    the rows still in, by their two most likely ones; the blocks of the `probe` largest bounds are computed,
+    then every block with a row whose bounded score reaches the best computed score. The bounded score goes
+    through the same floating-point operations as the score (monotone), plus a margin far above the
+    rounding of either sum, so a skipped row cannot be the arg-max."""
+    n, s, c = probs.shape
+    m = configs.shape[0]
+    step = block_size(m, c, chunk_elems)
+    picked = cond[picks].sum()
+    rows = candidates = torch.nonzero(available).flatten()
+    top2 = configs.topk(min(2, s), dim=1).indices
+
+    def bounded_score(ub: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
+        ub = ub + 1e-8 + 1e-10 * ub.abs()
+        if shift is not None:
+            ub = ub - shift
+        return ub - cond[sel] - picked
+
+    def exact(blocks: torch.Tensor) -> None:
+        todo = [int(b) for b in torch.unique(blocks) if bool(torch.isnan(out[int(b) * step]))]
+        if todo:
+            got = joint_entropy(configs, weights, probs, chunk_elems, pool, todo)
+            done = ~torch.isnan(got)
+            out[done] = got[done]
+
+    def best() -> torch.Tensor:
+        h = out - shift if shift is not None else out
+        score = (h - cond - picked)[candidates]
+        return score[~torch.isnan(score)].max()
+
+    out = torch.full((n,), float("nan"), dtype=torch.float64, device=probs.device)
+    bound1 = bounded_score(entropy_bound(configs, weights, probs, top2[:, 0], rows), rows)
+    order = torch.argsort(bound1, descending=True)
+    exact(rows[order[:probe]] // step)
+    rows = rows[bound1 >= best()]
+    if len(rows) > probe:
+        groups = top2[:, 0] * s + top2[:, -1]
+        bound2 = bounded_score(entropy_bound(configs, weights, probs, groups, rows), rows)
+        rows = rows[bound2 >= best()]
+    exact(rows // step)
+    return out
 
 
 def batchbald_select(mc_probs: torch.Tensor, k: int, num_joint_samples: int,
