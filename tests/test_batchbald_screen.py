@@ -70,3 +70,22 @@ def test_entropy_bound_is_above_the_joint_entropy(sampled):
     # one group per configuration: Jensen is an equality
     torch.testing.assert_close(entropy_bound(configs, weights, probs, torch.arange(300), rows), h,
                                rtol=1e-12, atol=1e-12)
+
+
+def test_sampled_configurations_do_not_depend_on_the_pool():
+    """The picks' log-probabilities summed in row blocks among 2 threads: the same configurations, bit for bit."""
+    from al_bench.strategies.batchbald import sample_configs
+    from al_bench.strategies.common.blocks import BlockPool
+
+    probs = make_input(50, 5, 4, 6)
+    picks = [3, 17, 8, 40, 22, 9]
+    want = sample_configs(probs, picks, 1001, torch.Generator().manual_seed(1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with BlockPool() as pool:
+            assert pool.workers == 2
+            got = sample_configs(probs, picks, 1001, torch.Generator().manual_seed(1), pool)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])

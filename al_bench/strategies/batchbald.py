@@ -112,9 +112,11 @@ def entropy_bound(configs: torch.Tensor, weights: torch.Tensor, probs: torch.Ten
     return jensen - p.sum(dim=2) @ v
 
 
-def sample_configs(probs: torch.Tensor, picks: list[int], m: int, generator: torch.Generator | None) -> tuple:
+def sample_configs(probs: torch.Tensor, picks: list[int], m: int, generator: torch.Generator | None,
+                   pool: BlockPool | None = None) -> tuple:
     """Draw max(1, m // S) label configurations of the picks per weight sample w_j, each label from p(y_i | w_j).
-    Returns (configs, log_scale): p(y^m_A | w_s) = configs[m, s] exp(log_scale[m]), each row's maximum 1."""
+    Returns (configs, log_scale): p(y^m_A | w_s) = configs[m, s] exp(log_scale[m]), each row's maximum 1.
+    The picks' log-probabilities are summed in pick order, one row block per pool thread (the same sums)."""
     p = probs[picks]  # (A, S, C)
     a, s, c = p.shape
     per = max(1, m // s)
@@ -122,10 +124,20 @@ def sample_configs(probs: torch.Tensor, picks: list[int], m: int, generator: tor
     labels = labels.view(a, s * per)  # row j * per + r: drawn under w_j
     log_p = torch.zeros((s * per, s), dtype=torch.float64, device=probs.device)
     log_t = torch.log(p.transpose(1, 2))  # (A, C, S): a row per label, gathered per configuration
-    for i in range(a):
-        log_p += log_t[i].index_select(0, labels[i])  # -inf only where the label could not have been drawn
-    log_scale = log_p.max(dim=1).values
-    return torch.exp(log_p - log_scale[:, None]), log_scale
+    log_scale = torch.empty(s * per, dtype=torch.float64, device=probs.device)
+    configs = torch.empty_like(log_p)
+    size = -(-s * per // (pool.workers if pool is not None else 1))
+
+    def work(starts: list[int]) -> None:
+        for start in starts:
+            rows = slice(start, start + size)
+            for i in range(a):
+                log_p[rows] += log_t[i].index_select(0, labels[i, rows])  # -inf only where impossible
+            log_scale[rows] = log_p[rows].max(dim=1).values
+            configs[rows] = torch.exp(log_p[rows] - log_scale[rows, None])
+
+    run_blocks(pool, work, list(range(0, s * per, size)))
+    return configs, log_scale
 
 
 def batchbald_batch(mc_probs: torch.Tensor, k: int, num_joint_samples: int, generator: torch.Generator | None = None,
@@ -149,7 +161,7 @@ def batchbald_batch(mc_probs: torch.Tensor, k: int, num_joint_samples: int, gene
                 weights = torch.ones(exact.shape[0], dtype=torch.float64, device=probs.device)
                 shift = None
             else:  # importance weights 1 / (M p(y^m_A)) for configurations drawn from p(y_A)
-                configs, log_scale = sample_configs(probs, picks, num_joint_samples, generator)
+                configs, log_scale = sample_configs(probs, picks, num_joint_samples, generator, pool)
                 weights = s / (configs.shape[0] * configs.sum(dim=1))
                 shift = log_scale.mean()
             if screen and configs.shape[0] >= screen_min:
