@@ -17,16 +17,33 @@ Choices: the S weight samples are S dropout masks on the head shared by all cand
 (consistent MC dropout, as the joint needs); `mc_samples` S, `num_joint_samples` M. When M < S one
 configuration is drawn per weight sample (the authors' code draws none).
 
-Cost per greedy step: time O(N M S C) (+ O(|A| S M) to redraw the configurations), memory
-O(N S C + M S + |A| M) plus a block of the (M, N C) joint; k steps in all. With M = 10,000, S = 20,
-C = 10 and N = 10k that is 2e10 multiply-adds and 1e9 p log p per step: 8.5 s of one CPU thread on the
-shared 2-core VM (about 9 GFLOP/s for the product, 3-4 ns per p log p), so k = 1,000 takes over an hour
-on 2 threads; 60 s covers about a dozen steps at M = 10,000 (the first four, with C^|A| <= 1,000 exact
-configurations, are cheap), or M of about 100 (`num_joint_samples`) for k = 1,000 (M = 200: 0.15 s a
-step on one thread). The authors' code does the same work per step (batchbald_redux's
-SampledJointEntropy.compute_batch, an (M, S) x (S, C) product per candidate, and DynamicJointEntropy
-redraws the configurations of every pick at every step), so nothing carries over between steps: keeping
-the picks' joint as an (M, S) matrix updated per pick would change the draws, hence the picks.
+Screened steps (`screen`, on; the same picks and scores bit for bit as the whole pass, tested in
+tests/test_batchbald_screen.py). With c_m = mean_s configs[m, s], r_m = configs[m] / (S c_m) and
+q_m(y) = sum_s r_ms p(y | w_s), a candidate's joint entropy is a part linear in its probabilities plus
+sum_m alpha_m phi(q_m) (phi = -q log q concave, alpha_m = weights_m c_m); Jensen over groups of
+configurations gives an upper bound at O(G S C) per candidate instead of O(M S C) (G <= S groups by
+the most likely weight sample, then G <= S (S - 1) by the two most likely, for the rows still in). A step
+computes the joint entropy for the blocks of the 32 largest bounds, then for every block holding a row
+whose bounded score reaches the best computed score (margin 1e-8 nats, far above the rounding of either
+sum). The blocks are the whole pass's (a row's number depends on its block), so the numbers are equal.
+
+Cost per greedy step: the whole pass is O(N M S C) (+ O(|A| S M) to redraw the configurations),
+memory O(N S C + M S + |A| M) plus a block of the (M, N C) joint; k steps in all. With M = 10,000,
+S = 20, C = 10 and N = 10k that is 2e10 multiply-adds and 1e9 p log p per step: 8.5 s of one quiet CPU
+thread on the 2-core VM (~2 ms per candidate; 20-40 s on a loaded one). Screened (measured on the
+bench's 10k inputs, one loaded thread): the first 4 steps (exact, C^|A| <= 1,000) 0.6 s; then the
+bounds 0.1-0.5 s a step and exact rows: 64 a step up to |A| ~ 15, 250-400 at |A| = 20-30, 1,100-3,700
+(10-37 %) at |A| = 40-90 as the configurations' posteriors over the weight samples stay spread (the
+bench's dropout masks differ little), so the bound loosens; cumulative 2.3 s at k = 10, 5.7 s at 20,
+29 s at 40, 59 s at 50, 100 s at 60, 408 s at 100 (the whole pass: ~20-40 s every step on that thread).
+The redraw, which the authors' batchbald_redux also does at every step (DynamicJointEntropy.add_variables
+calls SampledJointEntropy.sample over all picks), is |A| M label draws (one serial torch.multinomial:
+~1 ms per pick per step) plus |A| M S gathered additions (shared among the pool's threads): ~1-2 ms per
+pick per step, so sum over steps ~ 1.5 ms x k^2 / 2: ~600 s at k = 1,000 on its own. So k = 1,000 in
+60 s is out of reach with the authors' draws (the draws decide the picks: keeping the picks' joint
+across steps would change them); 60 s on one loaded thread holds up to k ~ 50. batchbald_redux's own
+step is the whole pass plus the redraw in an (|A|, S, S, M/S) gather and |A| S M logarithms (its
+notebook runs float64, as the golden test; its default dtype=None would be float32: not offered here).
 
 References: arXiv:1906.08158
 """
