@@ -46,8 +46,9 @@ O(M K) for the softmax giving W and O(N K) for F, every step. Memory O(N K C + M
 float64 copy of the (N, 2K, C) input). At N = 10k, K = 100, C = 10, K' = 100 (the bench's inputs, all
 pairs split): ~16 full steps at 2e9 multiply-adds (~0.2 s each on one loaded thread), ~125 steps with
 G's (2K, M) x (M, K') product (2e8) and 64 rows, then ~860 steps of softmax + F only (~30 ms on one
-loaded thread); k = 1,000 took 45 s on 2 threads of the loaded VM (93 s before for the first 300
-steps). Row blocks are shared among torch's threads (common/blocks.py).
+loaded thread); scripts/bench_select.py at 10k, k = 1,000, 2 threads of the loaded VM: 489 s -> 49.7 s,
+peak 568 -> 304 MB (the picks and scores of those 1,000 steps equal the previous code's bit for bit).
+Row blocks are shared among torch's threads (common/blocks.py).
 
 References: arXiv:2112.13737
 """
