@@ -201,7 +201,7 @@ def _sampled_g(log_joint: torch.Tensor, log_max: torch.Tensor, pair_cols: torch.
     q = torch.empty_like(log_joint)
     zero = dtype == torch.float32 and (n_cut == 0 or underflow[0])
     la = None if zero else torch.empty((m, n_cut), dtype=torch.float64, device=log_joint.device)
-    tops = torch.full((len(m_starts),), -torch.inf, dtype=torch.float64)
+    tops = torch.full((len(m_starts),), -torch.inf, dtype=torch.float64, device=log_joint.device)
     every = n_cut == s2 // 2
 
     def work(starts: list[int]) -> None:

@@ -224,7 +224,8 @@ def _screened_entropy(configs: torch.Tensor, weights: torch.Tensor, probs: torch
         return ub - cond[sel] - picked
 
     def exact(blocks: torch.Tensor) -> None:
-        todo = [int(b) for b in torch.unique(blocks) if bool(torch.isnan(out[int(b) * step]))]
+        blocks = torch.unique(blocks)
+        todo = blocks[torch.isnan(out[blocks * step])].tolist()  # not computed yet
         if todo:
             got = joint_entropy(configs, weights, probs, chunk_elems, pool, todo)
             done = ~torch.isnan(got)
@@ -235,14 +236,25 @@ def _screened_entropy(configs: torch.Tensor, weights: torch.Tensor, probs: torch
         score = (h - cond - picked)[candidates]
         return score[~torch.isnan(score)].max()
 
+    def bound(groups: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
+        """entropy_bound of the rows sel, in blocks of 1,024 rows (a (b, G, C) temporary) among the threads."""
+        got = torch.empty(len(sel), dtype=torch.float64, device=probs.device)
+
+        def work(starts: list[int]) -> None:
+            for start in starts:
+                got[start:start + 1024] = entropy_bound(configs, weights, probs, groups, sel[start:start + 1024])
+
+        run_blocks(pool, work, list(range(0, len(sel), 1024)))
+        return bounded_score(got, sel)
+
     out = torch.full((n,), float("nan"), dtype=torch.float64, device=probs.device)
-    bound1 = bounded_score(entropy_bound(configs, weights, probs, top2[:, 0], rows), rows)
+    bound1 = bound(top2[:, 0], rows)
     order = torch.argsort(bound1, descending=True)
     exact(rows[order[:probe]] // step)
     rows = rows[bound1 >= best()]
     if len(rows) > probe:
         groups = top2[:, 0] * s + top2[:, -1]
-        bound2 = bounded_score(entropy_bound(configs, weights, probs, groups, rows), rows)
+        bound2 = bound(groups, rows)
         rows = rows[bound2 >= best()]
     exact(rows // step)
     return out
