@@ -101,15 +101,8 @@ def block_size(m: int, c: int, chunk_elems: int) -> int:
     return max(1, chunk_elems // (m * c))
 
 
-def entropy_bound(configs: torch.Tensor, weights: torch.Tensor, probs: torch.Tensor, groups: torch.Tensor,
-                  rows: torch.Tensor) -> torch.Tensor:
-    """An upper bound of joint_entropy(configs, weights, probs)[rows], from groups (M,) of configurations.
-
-    With c_m = 1/S sum_s configs[m, s], r_ms = configs[m, s] / (S c_m) and alpha_m = weights_m c_m, a
-    term is -alpha_m [log c_m sum_y q_m(y) + sum_y q_m(y) log q_m(y)] with q_m(y) = sum_s r_ms p(y | w_s):
-    the first part is linear in the candidate's probabilities (exact here), the second is concave in q_m,
-    so within a group g it is at most A_g phi(sum_{m in g} alpha_m q_m / A_g), A_g = sum_{m in g} alpha_m
-    (Jensen; no normalisation of the rows is assumed). Cost O(G S C) per row for G groups."""
+def group_stats(configs: torch.Tensor, weights: torch.Tensor, groups: torch.Tensor) -> tuple:
+    """(rbar (G, S), A (G,), v (S,)) of entropy_bound for groups (M,) of the configurations."""
     s = configs.shape[1]
     total = configs.sum(dim=1)
     keep = total > 0  # impossible configurations add 0 to the entropy
@@ -122,10 +115,24 @@ def entropy_bound(configs: torch.Tensor, weights: torch.Tensor, probs: torch.Ten
     a_g = torch.zeros(int(inv.max()) + 1, dtype=torch.float64, device=configs.device).index_add_(0, inv, alpha)
     rbar = torch.zeros((len(a_g), s), dtype=torch.float64, device=configs.device).index_add_(
         0, inv, alpha[:, None] * r)
-    rbar = rbar / a_g.clamp_min(torch.finfo(torch.float64).tiny)[:, None]  # (G, S)
+    return rbar / a_g.clamp_min(torch.finfo(torch.float64).tiny)[:, None], a_g, v
+
+
+def entropy_bound(configs: torch.Tensor, weights: torch.Tensor, probs: torch.Tensor, groups: torch.Tensor,
+                  rows: torch.Tensor, stats: tuple | None = None) -> torch.Tensor:
+    """An upper bound of joint_entropy(configs, weights, probs)[rows], from groups (M,) of configurations
+    (stats: their group_stats, when already computed).
+
+    With c_m = 1/S sum_s configs[m, s], r_ms = configs[m, s] / (S c_m) and alpha_m = weights_m c_m, a
+    term is -alpha_m [log c_m sum_y q_m(y) + sum_y q_m(y) log q_m(y)] with q_m(y) = sum_s r_ms p(y | w_s):
+    the first part is linear in the candidate's probabilities (exact here), the second is concave in q_m,
+    so within a group g it is at most A_g phi(sum_{m in g} alpha_m q_m / A_g), A_g = sum_{m in g} alpha_m
+    (Jensen; no normalisation of the rows is assumed). Cost O(G S C) per row for G groups."""
+    rbar, a_g, v = group_stats(configs, weights, groups) if stats is None else stats
     p = probs[rows]  # (b, S, C)
-    q = torch.einsum("gs,bsy->bgy", rbar, p)
-    jensen = -(a_g[None, :, None] * torch.special.xlogy(q, q)).sum(dim=(1, 2))
+    b, s, c = p.shape
+    q = p.transpose(1, 2).reshape(b * c, s) @ rbar.T  # (b C, G): the groups' mean q(y)
+    jensen = -(torch.special.xlogy(q, q) @ a_g).view(b, c).sum(dim=1)
     return jensen - p.sum(dim=2) @ v
 
 
@@ -205,17 +212,23 @@ def _screened_entropy(configs: torch.Tensor, weights: torch.Tensor, probs: torch
                       pool: BlockPool, probe: int = 32) -> torch.Tensor:
     """joint_entropy for the blocks of candidates that can hold the step's best score, NaN elsewhere.
 
-    Bounds (entropy_bound) with the configurations grouped by their most likely weight sample, then, for
-    the rows still in, by their two most likely ones; the blocks of the `probe` largest bounds are computed,
-    then every block with a row whose bounded score reaches the best computed score. The bounded score goes
-    through the same floating-point operations as the score (monotone), plus a margin far above the
+    Bounds (entropy_bound) at three levels of grouping of the configurations, by their posterior r_m over
+    the weight samples: the most likely sample (<= S groups); it and r's largest value in 16 bins; the two
+    most likely samples and that value in 8 bins (each level for the rows the previous one kept). At each
+    level the blocks of the `probe` largest bounds are computed, and the rows whose bounded score is below
+    the best computed score drop out; then every block with a row still in is computed. The bounded score
+    goes through the same floating-point operations as the score (monotone), plus a margin far above the
     rounding of either sum, so a skipped row cannot be the arg-max."""
     n, s, c = probs.shape
     m = configs.shape[0]
     step = block_size(m, c, chunk_elems)
     picked = cond[picks].sum()
     rows = candidates = torch.nonzero(available).flatten()
-    top2 = configs.topk(min(2, s), dim=1).indices
+    top = (configs / configs.sum(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)).topk(
+        min(2, s), dim=1)
+    first, top_bin = top.indices[:, 0], top.values[:, 0].clamp(0, 1)
+    levels = [first, first * 16 + (top_bin * 16).long().clamp(max=15),
+              (first * s + top.indices[:, -1]) * 8 + (top_bin * 8).long().clamp(max=7)]
 
     def bounded_score(ub: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
         ub = ub + 1e-8 + 1e-10 * ub.abs()
@@ -239,23 +252,23 @@ def _screened_entropy(configs: torch.Tensor, weights: torch.Tensor, probs: torch
     def bound(groups: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
         """entropy_bound of the rows sel, in blocks of 1,024 rows (a (b, G, C) temporary) among the threads."""
         got = torch.empty(len(sel), dtype=torch.float64, device=probs.device)
+        stats = group_stats(configs, weights, groups)
 
         def work(starts: list[int]) -> None:
             for start in starts:
-                got[start:start + 1024] = entropy_bound(configs, weights, probs, groups, sel[start:start + 1024])
+                got[start:start + 1024] = entropy_bound(configs, weights, probs, groups, sel[start:start + 1024],
+                                                        stats)
 
         run_blocks(pool, work, list(range(0, len(sel), 1024)))
         return bounded_score(got, sel)
 
     out = torch.full((n,), float("nan"), dtype=torch.float64, device=probs.device)
-    bound1 = bound(top2[:, 0], rows)
-    order = torch.argsort(bound1, descending=True)
-    exact(rows[order[:probe]] // step)
-    rows = rows[bound1 >= best()]
-    if len(rows) > probe:
-        groups = top2[:, 0] * s + top2[:, -1]
-        bound2 = bound(groups, rows)
-        rows = rows[bound2 >= best()]
+    for groups in levels:
+        if len(rows) <= probe:
+            break
+        ub = bound(groups, rows)
+        exact(rows[torch.argsort(ub, descending=True)[:probe]] // step)
+        rows = rows[ub >= best()]
     exact(rows // step)
     return out
 
