@@ -21,28 +21,28 @@ Screened steps (`screen`, on; the same picks and scores bit for bit as the whole
 tests/test_batchbald_screen.py). With c_m = mean_s configs[m, s], r_m = configs[m] / (S c_m) and
 q_m(y) = sum_s r_ms p(y | w_s), a candidate's joint entropy is a part linear in its probabilities plus
 sum_m alpha_m phi(q_m) (phi = -q log q concave, alpha_m = weights_m c_m); Jensen over groups of
-configurations gives an upper bound at O(G S C) per candidate instead of O(M S C) (G <= S groups by
-the most likely weight sample, then G <= S (S - 1) by the two most likely, for the rows still in). A step
-computes the joint entropy for the blocks of the 32 largest bounds, then for every block holding a row
-whose bounded score reaches the best computed score (margin 1e-8 nats, far above the rounding of either
-sum). The blocks are the whole pass's (a row's number depends on its block), so the numbers are equal.
+configurations gives an upper bound at O(G S C) per candidate instead of O(M S C). Three levels of
+groups, by the configurations' posterior r_m over the weight samples (the most likely sample, <= S
+groups; it and its probability in 16 bins, ~250; the two most likely and 8 bins, ~1,200), each for the
+rows the previous level kept; at each level the blocks of the 32 largest bounds are computed exactly and
+the rows whose bounded score is below the best computed one drop out; the blocks of the rows left are
+computed (margin 1e-8 nats, far above the rounding of either sum). The blocks are the whole pass's (a
+row's number depends on its block), so the numbers are equal.
 
 Cost per greedy step: the whole pass is O(N M S C) (+ O(|A| S M) to redraw the configurations),
 memory O(N S C + M S + |A| M) plus a block of the (M, N C) joint; k steps in all. With M = 10,000,
 S = 20, C = 10 and N = 10k that is 2e10 multiply-adds and 1e9 p log p per step: 8.5 s of one quiet CPU
-thread on the 2-core VM (~2 ms per candidate; 20-40 s on a loaded one). Screened (measured on the
-bench's 10k inputs, one loaded thread): the first 4 steps (exact, C^|A| <= 1,000) 0.6 s; then the
-bounds 0.1-0.5 s a step and exact rows: 64 a step up to |A| ~ 15, 250-400 at |A| = 20-30, 1,100-3,700
-(10-37 %) at |A| = 40-90 as the configurations' posteriors over the weight samples stay spread (the
-bench's dropout masks differ little), so the bound loosens; cumulative 2.3 s at k = 10, 5.7 s at 20,
-29 s at 40, 59 s at 50, 100 s at 60, 408 s at 100 (the whole pass: ~20-40 s every step on that thread).
-The redraw, which the authors' batchbald_redux also does at every step (DynamicJointEntropy.add_variables
-calls SampledJointEntropy.sample over all picks), is |A| M label draws (one serial torch.multinomial:
-~1 ms per pick per step) plus |A| M S gathered additions (shared among the pool's threads): ~1-2 ms per
-pick per step, so sum over steps ~ 1.5 ms x k^2 / 2: ~600 s at k = 1,000 on its own. So k = 1,000 in
-60 s is out of reach with the authors' draws (the draws decide the picks: keeping the picks' joint
-across steps would change them); 60 s on one loaded thread holds up to k ~ 50. batchbald_redux's own
-step is the whole pass plus the redraw in an (|A|, S, S, M/S) gather and |A| S M logarithms (its
+thread on the 2-core VM (~1-2 ms per candidate; 15-40 s on a loaded one). Screened, measured on the
+bench's 10k inputs on one loaded thread (load ~5): the first 4 steps (exact, C^|A| <= 1,000) 0.4 s;
+then 64-300 exact rows a step (0.1-0.45 s), the bounds 0.03-0.9 s, the redraw ~1.6 ms per pick; in all
+1.4 s at k = 10, 3.3 s at 20, 11 s at 40, 27 s at 60, 59 s at 90, 71 s at 100 (10k, k = 20 back to back:
+290 s for the whole pass, 2.9 s screened, the same picks and scores). The redraw, which the authors'
+batchbald_redux also does at every step (DynamicJointEntropy.add_variables calls
+SampledJointEntropy.sample over all picks), is |A| M label draws (one serial torch.multinomial, ~1 ms per
+pick per step) plus |A| M S gathered additions (shared among the pool's threads): sum over steps ~1.6 ms
+x k^2 / 2, ~800 s at k = 1,000 on its own. So k = 1,000 in 60 s is out of reach with the authors' draws
+(the draws decide the picks: keeping the picks' joint across steps would change them). batchbald_redux's
+own step is the whole pass plus the redraw as an (|A|, S, S, M/S) gather and |A| S M logarithms (its
 notebook runs float64, as the golden test; its default dtype=None would be float32: not offered here).
 
 References: arXiv:1906.08158
@@ -250,16 +250,16 @@ def _screened_entropy(configs: torch.Tensor, weights: torch.Tensor, probs: torch
         return score[~torch.isnan(score)].max()
 
     def bound(groups: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
-        """entropy_bound of the rows sel, in blocks of 1,024 rows (a (b, G, C) temporary) among the threads."""
+        """entropy_bound of the rows sel, in blocks of 128 rows (a (b C, G) temporary: 12 MB at G = 1,200)
+        among the threads."""
         got = torch.empty(len(sel), dtype=torch.float64, device=probs.device)
         stats = group_stats(configs, weights, groups)
 
         def work(starts: list[int]) -> None:
             for start in starts:
-                got[start:start + 1024] = entropy_bound(configs, weights, probs, groups, sel[start:start + 1024],
-                                                        stats)
+                got[start:start + 128] = entropy_bound(configs, weights, probs, groups, sel[start:start + 128], stats)
 
-        run_blocks(pool, work, list(range(0, len(sel), 1024)))
+        run_blocks(pool, work, list(range(0, len(sel), 128)))
         return bounded_score(got, sel)
 
     out = torch.full((n,), float("nan"), dtype=torch.float64, device=probs.device)
