@@ -33,17 +33,19 @@ Cost per greedy step: the whole pass is O(N M S C) (+ O(|A| S M) to redraw the c
 memory O(N S C + M S + |A| M) plus a block of the (M, N C) joint; k steps in all. With M = 10,000,
 S = 20, C = 10 and N = 10k that is 2e10 multiply-adds and 1e9 p log p per step: 8.5 s of one quiet CPU
 thread on the 2-core VM (~1-2 ms per candidate; 15-40 s on a loaded one). Screened, measured on the
-bench's 10k inputs on one loaded thread (load ~5): the first 4 steps (exact, C^|A| <= 1,000) 0.4 s;
-then 64-300 exact rows a step (0.1-0.45 s), the bounds 0.03-0.9 s, the redraw ~1.6 ms per pick; in all
-1.4 s at k = 10, 3.3 s at 20, 11 s at 40, 27 s at 60, 59 s at 90, 71 s at 100 (10k, k = 20 back to back:
-290 s for the whole pass, 2.9 s screened, the same picks and scores). The redraw, which the authors'
-batchbald_redux also does at every step (DynamicJointEntropy.add_variables calls
-SampledJointEntropy.sample over all picks), is |A| M label draws (one serial torch.multinomial, ~1 ms per
-pick per step) plus |A| M S gathered additions (shared among the pool's threads): sum over steps ~1.6 ms
-x k^2 / 2, ~800 s at k = 1,000 on its own. So k = 1,000 in 60 s is out of reach with the authors' draws
-(the draws decide the picks: keeping the picks' joint across steps would change them). batchbald_redux's
-own step is the whole pass plus the redraw as an (|A|, S, S, M/S) gather and |A| S M logarithms (its
-notebook runs float64, as the golden test; its default dtype=None would be float32: not offered here).
+bench's 10k inputs on one loaded thread (load ~5): the first 4 steps (exact, C^|A| <= 1,000) 0.2 s;
+then 64-300 exact rows a step (0.06-0.25 s), the bounds 0.03-0.3 s, the redraw ~0.9 ms per pick; in all
+0.7 s at k = 10, 1.8 s at 20, 12 s at 60, 30 s at 100, 55 s at 150, 81 s at 200 (10k, k = 20 back to
+back: 290 s for the whole pass, 2.9 s screened, the same picks and scores; 2 threads of the loaded VM
+are no faster than one). The redraw, which the authors' batchbald_redux also does at every step
+(DynamicJointEntropy.add_variables calls SampledJointEntropy.sample over all picks), is |A| M label
+draws (one serial torch.multinomial, ~0.5 ms per pick per step) plus |A| M S gathered additions (shared
+among the pool's threads): sum over steps ~0.9 ms x k^2 / 2, ~450 s at k = 1,000 on its own, ~13 min
+with the bounds (~0.3 s a step at |A| = 200). So k = 1,000 in 60 s is out of reach with the authors'
+draws (the draws decide the picks: keeping the picks' joint across steps would change them); 60 s holds
+up to k ~ 150 on one loaded thread. batchbald_redux's own step is the whole pass plus the redraw as an
+(|A|, S, S, M/S) gather and |A| S M logarithms (its notebook runs float64, as the golden test; its
+default dtype=None would be float32: not offered here).
 
 References: arXiv:1906.08158
 """
