@@ -15,24 +15,28 @@ Woodbury on a rank-C update), then backward, removing the point whose removal ra
 least, down to k; the result keeps the forward order.
 
 Low-rank form (the open choice): a step's score of candidate x is tr((I + S_x)^-1 R_x) (forward;
-I - S_x backward) with the c x c blocks S_x = V_x^T A V_x and R_x = V_x^T A F A V_x, A = M^-1. Only
-A (C d x C d) and these (N, c, c) blocks are kept: a pick's rank-c Woodbury update of A changes every
-S_x and R_x by quadratic forms in W_p^T V_x and (A F W_p)^T V_x (W_p = A V_p), which one (N, d) x
-(d, 3 c C) product and two batched c x c products give, using the Kronecker structure of V_x (no
-per-candidate W_x = A V_x is stored or updated). Two named reductions (ours, not the authors') keep
-the blocks small: the embedding is projected on its top `proj_dim` uncentred principal directions
-(d = min(D, proj_dim); the Fisher restricted to that subspace of the last layer), and each point's
-Fisher keeps its `top_classes` most probable labels (c = min(C, top_classes)). With proj_dim >= D
-and top_classes >= C the method is the authors' exactly (the golden test checks that); F itself is
-always exact in the projected space.
+I - S_x backward) with the c x c blocks S_x = V_x^T A V_x and R_x = V_x^T X V_x, A = M^-1, X = A F A.
+A and X (C d x C d) are kept, updated by Woodbury on each pick (rank c for A, 2c for X). The score
+is at most tr(R_x) forward and at least tr(R_x) backward (0 <= S_x < I), so a step computes exact scores
+only for the EXACT_FIRST most promising bounds and every row whose bound reaches the best of them (the
+same pick as exact scores everywhere; ~50 per step on the 10k bench). Every row's tr(R_x) is kept up to date through
+B_x B_x^T = k/(|L| + k) (diag(q) + s p p^T - p q^T - q p^T) (q = p on the kept labels, s = sum(q)): a
+pick changes it by row sums of one (N, d) x (d, 2 C c) product (no per-candidate c x c product). The
+screened rows' S_x, R_x come from A and X, and stay (updated from the same product) while the row keeps
+being screened in ("hot", EVICT steps). X and every tr(R_x) are rebuilt every RESYNC steps so that the
+updates' rounding does not pile up. Two named reductions (ours, not the authors') keep the blocks small:
+the embedding is projected on its top `proj_dim` uncentred principal directions (d = min(D, proj_dim);
+the Fisher restricted to that subspace of the last layer), and each point's Fisher keeps its
+`top_classes` most probable labels (c = min(C, top_classes)). With proj_dim >= D and top_classes >= C
+the method is the authors' exactly (the golden test checks that); F itself is always exact in the
+projected space.
 
-Cost: time O(N C^2 d^2 + (C d)^3) to set up, then O(N (d C c + C c^2 + c^3)) per step for
-(1 + oversample) k steps (the backward ones over the oversample k picks only); memory O(N (C c + d + c^2))
-+ O((C d)^2). At N = 10k, C = c = 10, d = 32 a forward step is ~1.3e8 multiply-adds (the (N, d) x
-(d, 300) product 1e8, the two batched 10 x 10 products 6e7), the exact gains (one 10 x 10 LU solve
-each) only for the rows whose bound tr(R_x) reaches the best of the 32 largest bounds (~7 % on random
-inputs; the same pick as all of them), 16 MB of blocks. The greedy's blocks are shared among torch's
-threads (common/blocks.py).
+Cost: time O(N C^2 d^2 + (C d)^3) to set up, then O(N d C c + (C d)^2 c) per forward step (the
+backward ones over the oversample k picks only), plus O(C^2 d^2 c) per screened row not yet hot and
+O(d C c + C c^2) per hot row; memory O(N (C + d)) + O((C d)^2). At N = 10k, C = c = 10, d = 32 a
+forward step is ~6.4e7 multiply-adds in one fp64 product (~3.5 ms on one quiet core), ~1e6 of row sums
+and ~3e6 for A and X; the product's row blocks are shared among torch's threads (common/blocks.py),
+each thread with its own reused buffers.
 
 References: arXiv:2106.09675
 """
@@ -72,14 +76,17 @@ def class_factors(probs: torch.Tensor, top: int) -> torch.Tensor:
     return b * probs.gather(1, labels).sqrt()[:, None, :]
 
 
-def fisher_sum(probs: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-    """sum_x (diag(p) - p p^T) (x) e e^T, the exact last-layer Fisher summed over rows: (C d, C d)."""
+def fisher_sum(probs: torch.Tensor, emb: torch.Tensor, block: int = 2048) -> torch.Tensor:
+    """sum_x (diag(p) - p p^T) (x) e e^T, the exact last-layer Fisher summed over rows: (C d, C d), in blocks
+    of `block` rows (the (rows, d^2) outer products are the setup's largest arrays)."""
     n, c = probs.shape
     d = emb.shape[1]
-    h = torch.diag_embed(probs) - probs[:, :, None] * probs[:, None, :]
-    ee = emb[:, :, None] * emb[:, None, :]
-    f = (h.reshape(n, c * c).T @ ee.reshape(n, d * d)).reshape(c, c, d, d)
-    return f.permute(0, 2, 1, 3).reshape(c * d, c * d)
+    f = torch.zeros((c * c, d * d), dtype=probs.dtype, device=probs.device)
+    for s0 in range(0, n, block):
+        p, e = probs[s0:s0 + block], emb[s0:s0 + block]
+        h = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+        f.addmm_(h.reshape(-1, c * c).T, (e[:, :, None] * e[:, None, :]).reshape(-1, d * d))
+    return f.reshape(c, c, d, d).permute(0, 2, 1, 3).reshape(c * d, c * d)
 
 
 class _Greedy:
@@ -161,10 +168,13 @@ class _Greedy:
         gains everywhere."""
         seeds = torch.topk(bound, min(EXACT_FIRST, live), largest=sign > 0).indices
         g_seed = self.exact(sign, seeds, step)
-        if sign > 0:  # ascending rows: ties go first
-            rows_in = torch.nonzero(bound >= (float(g_seed.max()) - 1e-300) / (1 + 1e-8)).squeeze(1)
+        if sign > 0:
+            mask = bound >= (float(g_seed.max()) - 1e-300) / (1 + 1e-8)
+            mask[seeds[int(torch.argmax(g_seed))]] = True  # even where rounding put a ~0 bound below its score
         else:
-            rows_in = torch.nonzero(bound <= (float(g_seed.min()) + 1e-300) / (1 - 1e-8)).squeeze(1)
+            mask = bound <= (float(g_seed.min()) + 1e-300) / (1 - 1e-8)
+            mask[seeds[int(torch.argmin(g_seed))]] = True
+        rows_in = torch.nonzero(mask).squeeze(1)  # ascending rows: ties go first
         g = self.exact(sign, rows_in, step)
         j = int(torch.argmax(g)) if sign > 0 else int(torch.argmin(g))
         return int(rows_in[j]), float(g[j])
