@@ -14,7 +14,10 @@ from test_dfal_fast import ctx_for, model_of, pool_of
 from al_bench.data.augment import Normalize
 from al_bench.strategies.dfal import Dfal, deepfool_stream
 
-RTOL = 1e-5  # as test_dfal_fast: fp32 batches of other compositions ~1e-7 apart
+# fp32 batches of other compositions are ~1e-7 apart on most images, but on these inputs one image near the
+# boundary moves 4.1e-5 relative with the batch's composition alone (one stream, batch_size 4 against 16, on the
+# quiet 2-core VM); which candidates share a batch depends on how the threads are scheduled
+RTOL = 1e-4
 
 
 def inputs(word, n, seed):
