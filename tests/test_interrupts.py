@@ -25,8 +25,11 @@ def al_bench(args, cwd):
     head = [str(script)] if script.exists() else [sys.executable, "-m", "al_bench.cli"]
     env = dict(os.environ, **ENV)
     env.pop("HYDRA_FULL_ERROR", None)
+    # SIGINT as at a terminal: a process started in the background by a non-interactive shell (a CI script's
+    # `cmd &`) inherits SIGINT ignored, and Python then keeps ignoring it, so Ctrl-C would never arrive
     return subprocess.Popen(head + list(args), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(predicate, timeout=60.0, step=0.1):
