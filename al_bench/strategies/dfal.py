@@ -41,7 +41,6 @@ References: arXiv:1802.09841, arXiv:1511.04599
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -49,7 +48,7 @@ import torch
 from al_bench import ConfigError
 from al_bench.data.augment import Normalize
 from al_bench.strategies.base import SelectionContext, Strategy
-from al_bench.strategies.common.blocks import single_thread
+from al_bench.strategies.common.blocks import one_thread_workers
 
 
 def deepfool_stream(model, n: int, load, to_input=lambda z: z, max_iter: int = 50, overshoot: float = 0.0,
@@ -79,12 +78,8 @@ def deepfool_stream(model, n: int, load, to_input=lambda z: z, max_iter: int = 5
         stream()
         return norms, flipped
 
-    def one_thread_stream() -> None:
-        torch.set_num_threads(1)  # this thread's torch (and MKL) on one thread
-        stream()
-
-    with single_thread(), ThreadPoolExecutor(workers) as pool:
-        for fut in [pool.submit(one_thread_stream) for _ in range(workers)]:
+    with one_thread_workers(workers) as pool:
+        for fut in [pool.submit(stream) for _ in range(workers)]:
             fut.result()
     return norms, flipped
 

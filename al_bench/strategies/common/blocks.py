@@ -31,6 +31,15 @@ def single_thread():
         torch.set_num_threads(threads)
 
 
+@contextmanager
+def one_thread_workers(workers: int):
+    """A thread pool of `workers` threads for independent tasks (k-means restarts, DeepFool streams), each
+    worker running torch on one thread, and the caller's torch on one thread inside too (restored after):
+    the tasks run side by side instead of threading each small operation."""
+    with single_thread(), ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        yield pool
+
+
 class BlockPool:
     """One worker per torch thread; `with BlockPool() as pool: ... pool.run(work, starts) ...`. Inside the
     `with`, torch runs each operation on one thread (its thread count is restored on leaving)."""

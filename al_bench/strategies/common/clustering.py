@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import copy
 import queue
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import wait
 from contextlib import nullcontext
 
 import numpy as np
 import torch
 
-from al_bench.strategies.common.blocks import single_thread
+from al_bench.strategies.common.blocks import one_thread_workers, single_thread
 
 BLOCK = 2048  # rows (and centres) per block of the initial distances: 16 MB of float32 at most
 
@@ -536,7 +536,6 @@ def _restarts(run, rng: np.random.Generator, restarts: int, bufs: _Buffers, n: i
         free.put(bufs.fresh())
 
     def task(g: np.random.Generator) -> tuple:
-        torch.set_num_threads(1)  # this thread's torch (and MKL) on one thread, as the caller's
         b = free.get()
         try:
             return run(g, b), g
@@ -544,7 +543,7 @@ def _restarts(run, rng: np.random.Generator, restarts: int, bufs: _Buffers, n: i
             free.put(b)
 
     done = 0
-    with ThreadPoolExecutor(workers) as pool:
+    with one_thread_workers(workers) as pool:  # each restart on one torch thread, as the caller's
         while done < restarts:
             starts = [copy.deepcopy(rng)]
             for _ in range(done + 1, restarts):
