@@ -85,12 +85,17 @@ def test_lowering_equals_the_whole_pass_bit_for_bit(fast_from_small, n):
             assert torch.equal(dist, want)
 
 
+def assert_same_as_full_passes(x, k, seed, n_init, tol):
+    """kmeans (screened seeding, float32 labels) gives the labels and centres of full float64 passes."""
+    fast = kmeans(x, k, np.random.default_rng(seed), n_init=n_init, max_iter=300, tol=tol)
+    plain = plain_kmeans(x, k, np.random.default_rng(seed), n_init, 300, tol)
+    assert torch.equal(fast[1], plain[1]) and torch.equal(fast[0], plain[0])
+
+
 def test_float32_labels_and_restarts_equal_full_passes(fast_from_small):
     x = embeddings(900, 40, 15, 1)
     for seed in range(2):
-        fast = kmeans(x, 60, np.random.default_rng(seed), n_init=3, max_iter=300, tol=1e-9)
-        plain = plain_kmeans(x, 60, np.random.default_rng(seed), 3, 300, 1e-9)
-        assert torch.equal(fast[1], plain[1]) and torch.equal(fast[0], plain[0])
+        assert_same_as_full_passes(x, 60, seed, 3, 1e-9)
 
 
 def test_near_ties_go_to_float64(fast_from_small):
@@ -102,9 +107,7 @@ def test_near_ties_go_to_float64(fast_from_small):
     fast = kmeans(x, 40, np.random.default_rng(0), max_iter=5, tol=0.0, init=init)
     ref = plain_kmeans_init(x, init, 5)
     assert torch.equal(fast[1], ref[1]) and torch.equal(fast[0], ref[0])
-    a = kmeans(x, 12, np.random.default_rng(3), n_init=4, max_iter=300, tol=0.0)
-    b = plain_kmeans(x, 12, np.random.default_rng(3), 4, 300, 0.0)
-    assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
+    assert_same_as_full_passes(x, 12, 3, 4, 0.0)
 
 
 def plain_kmeans_init(x, init, max_iter):
@@ -126,9 +129,7 @@ def test_restarts_too_close_to_call_use_the_float64_sums(fast_from_small, monkey
     monkeypatch.setattr(clustering._Float32Labels, "inertia", lambda self, c, labels: (1.0, 1.0))
     x = embeddings(700, 20, 12, 3)
     for seed in range(3):
-        a = kmeans(x, 25, np.random.default_rng(seed), n_init=4, max_iter=300, tol=1e-9)
-        b = plain_kmeans(x, 25, np.random.default_rng(seed), 4, 300, 1e-9)
-        assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
+        assert_same_as_full_passes(x, 25, seed, 4, 1e-9)
 
 
 def test_float32_labels_of_rows_halfway_between_two_centres(fast_from_small):
